@@ -1,0 +1,1 @@
+"""Measuring models: parameter and MAC counts, latency, throughput, memory, reports."""

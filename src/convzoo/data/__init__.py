@@ -1,0 +1,1 @@
+"""Datasets, the GPU-resident loader for small datasets, and augmentation."""

@@ -1,0 +1,1 @@
+"""Blocks used by two or more families. Import from the submodules (``convzoo.layers.conv``...)."""

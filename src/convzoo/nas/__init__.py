@@ -1,0 +1,1 @@
+"""Architecture search: FBNet DNAS and compound-scaling search."""

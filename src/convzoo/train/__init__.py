@@ -1,0 +1,1 @@
+"""Training: TrainConfig, the loop, optimizers, schedules, checkpoints, distributed."""

@@ -1,0 +1,129 @@
+"""Checks every registered model must pass, at tiny size (config overrides from its registration)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import convzoo
+from convzoo.bench.counts import count_params
+from convzoo.registry import get_entry
+
+ALL = convzoo.list_models()
+
+
+def tiny_model(name: str, **extra):
+    entry = get_entry(name)
+    return convzoo.create_model(name, **{**entry.tiny.overrides, **extra}), entry.tiny
+
+
+def tiny_input(name: str, tiny, batch: int | None = None) -> torch.Tensor:
+    info = convzoo.model_info(name)
+    b = batch or tiny.batch_size
+    return torch.randn(b, info.in_channels, tiny.input_size, tiny.input_size)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_forward_shape_finite_and_surface(name):
+    model, tiny = tiny_model(name)
+    model.eval()
+    x = tiny_input(name, tiny)
+    with torch.no_grad():
+        feats = model.forward_features(x)
+        out = model.forward_head(feats)
+        pre = model.forward_head(feats, pre_logits=True)
+        full = model(x)
+    assert out.shape == (x.shape[0], model.num_classes)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out, full)
+    assert pre.shape == (x.shape[0], model.num_features)
+    for attr in ("stem", "stages", "head"):
+        assert isinstance(getattr(model, attr, None), torch.nn.Module), f"{name} lacks .{attr}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_every_parameter_gets_a_gradient(name):
+    model, tiny = tiny_model(name)
+    model.train()
+    x = tiny_input(name, tiny, batch=max(tiny.batch_size, 2))
+    model(x).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not missing, f"{name}: no gradient for {missing[:5]}"
+    for n, p in model.named_parameters():
+        assert torch.isfinite(p.grad).all(), f"{name}: non-finite gradient in {n}"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_eval_is_deterministic_and_batch_independent(name):
+    model, tiny = tiny_model(name)
+    model.eval()
+    x = tiny_input(name, tiny, batch=3)
+    with torch.no_grad():
+        a = model(x)
+        b = model(x)
+        single = torch.cat([model(x[i : i + 1]) for i in range(3)])
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    torch.testing.assert_close(a, single, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_state_dict_round_trip(name):
+    model, tiny = tiny_model(name)
+    torch.manual_seed(1)
+    other, _ = tiny_model(name)
+    other.load_state_dict(model.state_dict())
+    model.eval()
+    other.eval()
+    x = tiny_input(name, tiny)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), other(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_reset_classifier(name):
+    model, tiny = tiny_model(name)
+    model.reset_classifier(7)
+    model.eval()
+    assert model.num_classes == 7
+    with torch.no_grad():
+        assert model(tiny_input(name, tiny)).shape[-1] == 7
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_input_gets_a_clear_error(name):
+    model, tiny = tiny_model(name)
+    model.eval()
+    info = convzoo.model_info(name)
+    s = tiny.input_size
+    with pytest.raises(ValueError, match="4D"):
+        model(torch.randn(info.in_channels, s, s))
+    with pytest.raises(ValueError, match="input channels"):
+        model(torch.randn(1, info.in_channels + 1, s, s))
+    if model.min_input_size > 1:
+        small = model.min_input_size - 1
+        with pytest.raises(ValueError, match="at least"):
+            model(torch.randn(1, info.in_channels, small, small))
+
+
+def _paper_tolerance(value: float) -> float:
+    """Half a unit of the last digit printed: 0.8 -> 0.05, 36.5 -> 0.05, 1.25 -> 0.005."""
+    text = repr(float(value))
+    decimals = len(text.split(".")[1]) if "." in text and not text.endswith(".0") else 0
+    return 0.5 * 10.0**-decimals
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_full_size_param_count_matches_record_and_paper(name):
+    info = convzoo.model_info(name)
+    assert info.params is not None, f"{name}: model_info records no canonical parameter count"
+    with torch.device("meta"):
+        model = convzoo.create_model(name)
+    n = count_params(model)
+    assert n == info.params, f"{name}: {n} parameters, model_info records {info.params}"
+    if info.paper_params_m is not None:
+        tol = info.paper_params_tol_m or _paper_tolerance(info.paper_params_m)
+        assert math.isclose(n / 1e6, info.paper_params_m, abs_tol=tol + 1e-9), (
+            f"{name}: {n / 1e6:.3f}M vs paper {info.paper_params_m}M (tolerance {tol}M)"
+        )
