@@ -1,0 +1,267 @@
+"""SqueezeNet 1.0 and 1.1, with the simple and complex bypasses of section 6.
+
+Iandola, Han, Moskewicz, Ashraf, Dally & Keutzer, "SqueezeNet: AlexNet-level accuracy with 50x
+fewer parameters and <0.5MB model size", arXiv 1602.07360.
+
+SqueezeNet 1.0 is Table 1 (conv1 96 7x7/2, max pools after conv1, fire4 and fire8, Fire modules
+fire2-fire9 with the squeeze / expand1x1 / expand3x3 widths listed there, dropout 0.5 before conv10,
+conv10 1x1 to the classes, global average pooling; no fully connected layer). SqueezeNet 1.1 is
+not in the paper: it is the authors' release (github.com/forresti/SqueezeNet, "SqueezeNet_v1.1"):
+conv1 64 3x3/2 and the pools moved earlier (after conv1, fire3 and fire5), 2.4x less computation
+at the same accuracy. Section 6 / Figure 2 / Table 3: the simple bypass adds identity shortcuts
+around fire3, fire5, fire7 and fire9 (those whose input and output widths agree); the complex
+bypass also adds a 1x1 conv shortcut around fire2, fire4, fire6 and fire8. Here both are one rule
+-- identity where the widths agree, a 1x1 conv where they differ (complex only) -- which gives
+exactly those modules for 1.0 and the analogous ones for 1.1.
+
+Deviations: conv10 lives in ``head`` (a ``ConvClassifierHead``: dropout, conv10, ReLU, global
+average pool) so that ``reset_classifier`` works as on every model; ``pre_logits`` returns the
+pooled fire9 features. The bypass adds the shortcut after the Fire module's ReLUs, with no ReLU
+after the sum, and the complex bypass conv has a bias and no activation: Figure 2 shows only an
+addition and the text says nothing more. Table 3 gives model sizes, not parameter counts: the
+complex bypass model is 7.7MB there; our complex bypass adds 0.341M parameters (1.590M, 6.4MB in
+float32), so the paper's figure cannot be reproduced from its description and is not tested.
+Weights are initialised as in the release: conv10 from N(0, 0.01), the other convs He-uniform.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from convzoo.layers.conv import ConvNormAct
+from convzoo.layers.head import ConvClassifierHead
+from convzoo.models.base import ZooModel
+from convzoo.registry import ModelInfo, Paper, Tiny, register_model
+
+PAPER = Paper(
+    "SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size",
+    "1602.07360",
+    "Iandola, Han, Moskewicz, Ashraf, Dally, Keutzer",
+    2016,
+)
+
+Bypass = Literal["none", "simple", "complex"]
+BYPASS_MODES: tuple[str, ...] = ("none", "simple", "complex")
+FireSpec = tuple[int, int, int]  # (squeeze s1x1, expand e1x1, expand e3x3)
+
+
+@dataclass(frozen=True)
+class SqueezeNetConfig:
+    stem_channels: int = 96
+    stem_kernel_size: int = 7
+    # Fire modules grouped into stages; a 3x3/2 max pool (ceil mode) follows the stem conv and
+    # opens every later stage.
+    stages: tuple[tuple[FireSpec, ...], ...] = ()
+    bypass: Bypass = "none"
+    drop_rate: float = 0.5
+    num_classes: int = 1000
+    in_channels: int = 3
+
+
+_FIRE = {
+    2: (16, 64, 64),
+    3: (16, 64, 64),
+    4: (32, 128, 128),
+    5: (32, 128, 128),
+    6: (48, 192, 192),
+    7: (48, 192, 192),
+    8: (64, 256, 256),
+    9: (64, 256, 256),
+}
+
+# Table 1 (1.0) and the v1.1 release: which Fire modules sit between which max pools.
+CONFIGS: dict[str, SqueezeNetConfig] = {
+    "1_0": SqueezeNetConfig(
+        stem_channels=96,
+        stem_kernel_size=7,
+        stages=(
+            tuple(_FIRE[i] for i in (2, 3, 4)),
+            tuple(_FIRE[i] for i in (5, 6, 7, 8)),
+            (_FIRE[9],),
+        ),
+    ),
+    "1_1": SqueezeNetConfig(
+        stem_channels=64,
+        stem_kernel_size=3,
+        stages=(
+            tuple(_FIRE[i] for i in (2, 3)),
+            tuple(_FIRE[i] for i in (4, 5)),
+            tuple(_FIRE[i] for i in (6, 7, 8, 9)),
+        ),
+    ),
+}
+
+
+def _pool() -> nn.MaxPool2d:
+    return nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+
+class Fire(nn.Module):
+    """squeeze (1x1, ReLU) -> [expand 1x1 (ReLU) | expand 3x3 (ReLU)] concatenated, + bypass."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        squeeze_channels: int,
+        expand1x1_channels: int,
+        expand3x3_channels: int,
+        bypass: Bypass = "none",
+    ) -> None:
+        super().__init__()
+        self.squeeze = ConvNormAct(in_channels, squeeze_channels, 1, norm_layer=None)
+        self.expand1x1 = ConvNormAct(squeeze_channels, expand1x1_channels, 1, norm_layer=None)
+        self.expand3x3 = ConvNormAct(squeeze_channels, expand3x3_channels, 3, norm_layer=None)
+        self.out_channels = expand1x1_channels + expand3x3_channels
+        self.shortcut: nn.Module | None = None
+        if bypass != "none" and in_channels == self.out_channels:
+            self.shortcut = nn.Identity()
+        elif bypass == "complex":
+            self.shortcut = nn.Conv2d(in_channels, self.out_channels, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = self.squeeze(x)
+        out = torch.cat([self.expand1x1(s), self.expand3x3(s)], dim=1)
+        return out if self.shortcut is None else out + self.shortcut(x)
+
+
+def _min_input_size(stem_kernel_size: int, num_pools: int) -> int:
+    """Smallest square input that the stem conv (stride 2, no padding) and the 3x3/2 ceil-mode
+    max pools accept. A ceil-mode pool maps n >= 2 pixels to n // 2 (its last window may hang
+    over the edge), so the last pool needs 2 pixels and each earlier one twice as many."""
+    size = 2**num_pools
+    return 2 * (size - 1) + stem_kernel_size  # (n - k) // 2 + 1 >= size
+
+
+class SqueezeNet(ZooModel):
+    def __init__(self, cfg: SqueezeNetConfig) -> None:
+        if cfg.bypass not in BYPASS_MODES:
+            raise ValueError(f"bypass must be one of {BYPASS_MODES}, got {cfg.bypass!r}")
+        if not cfg.stages or not all(cfg.stages):
+            raise ValueError("SqueezeNet needs at least one stage and no empty stage")
+        last = cfg.stages[-1][-1]
+        super().__init__(
+            in_channels=cfg.in_channels,
+            num_classes=cfg.num_classes,
+            num_features=last[1] + last[2],
+            min_input_size=_min_input_size(cfg.stem_kernel_size, len(cfg.stages)),
+        )
+        self.stem = nn.Sequential(
+            ConvNormAct(
+                cfg.in_channels,
+                cfg.stem_channels,
+                cfg.stem_kernel_size,
+                stride=2,
+                padding=0,
+                norm_layer=None,
+            ),
+            _pool(),
+        )
+        stages: list[nn.Module] = []
+        in_ch = cfg.stem_channels
+        for i, fires in enumerate(cfg.stages):
+            layers: list[nn.Module] = [_pool()] if i else []
+            for squeeze, e1, e3 in fires:
+                layers.append(Fire(in_ch, squeeze, e1, e3, cfg.bypass))
+                in_ch = e1 + e3
+            stages.append(nn.Sequential(*layers))
+        self.stages = nn.Sequential(*stages)
+        self.head = ConvClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                if m is self.head.conv:
+                    nn.init.normal_(m.weight, mean=0.0, std=0.01)
+                else:
+                    nn.init.kaiming_uniform_(m.weight)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+
+_TINY_STAGES = (((4, 8, 8), (4, 8, 8)), ((4, 8, 8),), ((4, 12, 12),))
+
+
+def _register(
+    name: str,
+    version: str,
+    bypass: Bypass,
+    params: int,
+    *,
+    paper_params_m: float | None,
+    paper_accuracy: float | None,
+    table: str,
+    notes: str,
+) -> None:
+    register_model(
+        name,
+        SqueezeNet,
+        dataclasses.replace(CONFIGS[version], bypass=bypass),
+        info=ModelInfo(
+            family="squeezenet",
+            paper=PAPER,
+            table=table,
+            dataset="imagenet",
+            input_size=224,
+            num_classes=1000,
+            params=params,
+            paper_params_m=paper_params_m,
+            paper_accuracy=paper_accuracy,
+            notes=notes,
+        ),
+        tiny=Tiny(overrides={"stem_channels": 16, "stages": _TINY_STAGES}, input_size=32),
+    )
+
+
+_SIZE_NOTE = (
+    "Table 3 lists model size, not parameters (4.8MB for 1.0 and the simple bypass, 7.7MB for "
+    "the complex bypass); see the module docstring."
+)
+_register(
+    "squeezenet1_0",
+    "1_0",
+    "none",
+    1_248_424,
+    paper_params_m=1.248424,
+    paper_accuracy=57.5,
+    table="Table 1 (architecture, 1,248,424 parameters); Table 2 (57.5% top-1)",
+    notes="torchvision squeezenet1_0 has the same layers and weights layout (parity-tested).",
+)
+_register(
+    "squeezenet1_1",
+    "1_1",
+    "none",
+    1_235_496,
+    paper_params_m=None,
+    paper_accuracy=None,
+    table="authors' SqueezeNet v1.1 release (github.com/forresti/SqueezeNet), not in the paper",
+    notes=(
+        "v1.1 is a release, not a paper table: the repo reports 2.4x less computation than "
+        "1.0 at the same accuracy. Matches torchvision squeezenet1_1 (parity-tested)."
+    ),
+)
+_register(
+    "squeezenet1_0_simple_bypass",
+    "1_0",
+    "simple",
+    1_248_424,
+    paper_params_m=1.248424,
+    paper_accuracy=60.4,
+    table="Section 6, Figure 2 (middle), Table 3 (60.4% top-1)",
+    notes="Identity bypasses add no parameters. " + _SIZE_NOTE,
+)
+_register(
+    "squeezenet1_0_complex_bypass",
+    "1_0",
+    "complex",
+    1_589_672,
+    paper_params_m=None,
+    paper_accuracy=58.8,
+    table="Section 6, Figure 2 (right), Table 3 (58.8% top-1)",
+    notes=_SIZE_NOTE,
+)

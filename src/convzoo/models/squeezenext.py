@@ -1,0 +1,196 @@
+"""SqueezeNext: 1.0 / 1.5 / 2.0-SqNxt-23 and the 23v5 variants.
+
+Gholami, Kwon, Wu, Tai, Yue, Jin, Zhao & Keutzer, "SqueezeNext: Hardware-Aware Neural Network
+Design", CVPR workshops 2018, arXiv 1803.10615. The block of Figure 1 (right) / Figure 2, the
+network of Figure 3 (stem conv 7x7/2 and max pool, four stages of SqNxt blocks, a 1x1 conv of 128
+channels, global average pool, FC), block counts per stage from section 4: 23 = (6, 6, 8, 1),
+23v5 = (2, 4, 14, 1) (Figure 8 / Table 4 variants), widths 32/64/128/256 times the width
+multiplier (1.0 / 1.5 / 2.0).
+
+The SqNxt block (out = output width, every conv followed by BN and ReLU):
+1x1 (stride s) to out/2, 1x1 to out/4 (the two-stage squeeze), a separable 3x3 as 3x1 and 1x3
+convs to out/2, 1x1 expand to out; shortcut = identity, or a 1x1 conv (stride s, BN, ReLU) where
+the width or resolution changes; sum; ReLU. Stride 2 sits in the first block of stages 2-4.
+
+Where the paper is silent, the details are those of the authors' Caffe release
+(github.com/amirgholami/SqueezeNext, train_val.prototxt of 1.0-SqNxt-23, 2.0-SqNxt-23 and
+1.0-SqNxt-23v5): the separable pair alternates order from block to block across the whole
+network (3x1 then 1x3 in blocks 1, 3, 5, ...; 1x3 then 3x1 in blocks 2, 4, ...); the stem
+(64 channels, 7x7/2, no padding) and the final 1x1 conv (128 channels) are not widened by the
+width multiplier; the squeeze widths follow the block's *output* width as above; convs have no
+bias (BN follows each), the projection shortcut has BN and ReLU. The 23v5 release differs from
+the 23 release in two more ways, which ``stem_kernel_size`` and ``project_first`` reproduce: a
+5x5 stem conv instead of 7x7, and where a block changes width or resolution its 1x1 projection
+(stride s, BN, ReLU) comes first and the block then runs as an identity block on the projected
+map (in 23 the projection is a parallel shortcut and the block's first 1x1 conv reads the input).
+
+Deviations: the FC has a bias (the release's has none: 1000 more parameters). The released
+Caffe models take 227x227 crops; ``input_size`` says 224 like every ImageNet model here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from convzoo.layers.conv import ConvNormAct
+from convzoo.layers.head import ClassifierHead
+from convzoo.models.base import ZooModel
+from convzoo.registry import ModelInfo, Paper, Tiny, register_model
+
+PAPER = Paper(
+    "SqueezeNext: Hardware-Aware Neural Network Design",
+    "1803.10615",
+    "Gholami, Kwon, Wu, Tai, Yue, Jin, Zhao, Keutzer",
+    2018,
+)
+
+
+@dataclass(frozen=True)
+class SqueezeNextConfig:
+    stage_channels: tuple[int, ...] = (32, 64, 128, 256)
+    stage_repeats: tuple[int, ...] = (6, 6, 8, 1)
+    width_multiplier: float = 1.0
+    stem_channels: int = 64
+    stem_kernel_size: int = 7
+    project_first: bool = False
+    final_channels: int = 128
+    drop_rate: float = 0.0
+    num_classes: int = 1000
+    in_channels: int = 3
+
+
+# Section 4 / Figure 3 (23) and Figure 8 (23v5): blocks per stage.
+# The v5 stem and projection order are those of the 23v5 release (module docstring).
+_DEPTHS: dict[str, SqueezeNextConfig] = {
+    "23": SqueezeNextConfig(stage_repeats=(6, 6, 8, 1)),
+    "23v5": SqueezeNextConfig(stage_repeats=(2, 4, 14, 1), stem_kernel_size=5, project_first=True),
+}
+CONFIGS: dict[str, SqueezeNextConfig] = {
+    f"{depth}_w{label}": dataclasses.replace(base, width_multiplier=w)
+    for depth, base in _DEPTHS.items()
+    for label, w in (("1", 1.0), ("1_5", 1.5), ("2", 2.0))
+}
+
+
+class SqNxtBlock(nn.Module):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int,
+        vertical_first: bool,
+        project_first: bool = False,
+    ) -> None:
+        super().__init__()
+        if out_channels % 4:
+            raise ValueError(f"SqNxt block widths must be multiples of 4, got {out_channels}")
+        half, quarter = out_channels // 2, out_channels // 4
+        separable = [
+            ConvNormAct(quarter, half, (3, 1)),
+            ConvNormAct(half, half, (1, 3)),
+        ]
+        if not vertical_first:
+            # Same widths, kernels swapped: 1x3 from out/4 to out/2, then 3x1.
+            separable = [ConvNormAct(quarter, half, (1, 3)), ConvNormAct(half, half, (3, 1))]
+        changes = stride > 1 or in_channels != out_channels
+        # The 23v5 order: project, then an identity block on the projection.
+        self.project = (
+            ConvNormAct(in_channels, out_channels, 1, stride)
+            if changes and project_first
+            else nn.Identity()
+        )
+        if changes and project_first:
+            in_channels, stride = out_channels, 1
+        self.branch = nn.Sequential(
+            ConvNormAct(in_channels, half, 1, stride),
+            ConvNormAct(half, quarter, 1),
+            *separable,
+            ConvNormAct(half, out_channels, 1),
+        )
+        self.shortcut = (
+            ConvNormAct(in_channels, out_channels, 1, stride)
+            if changes and not project_first
+            else nn.Identity()
+        )
+        self.act = nn.ReLU()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.project(x)
+        return self.act(self.shortcut(x) + self.branch(x))
+
+
+class SqueezeNext(ZooModel):
+    def __init__(self, cfg: SqueezeNextConfig) -> None:
+        if len(cfg.stage_channels) != len(cfg.stage_repeats) or min(cfg.stage_repeats) < 1:
+            raise ValueError("stage_channels and stage_repeats need one positive entry per stage")
+        widths = [int(c * cfg.width_multiplier) for c in cfg.stage_channels]
+        super().__init__(
+            in_channels=cfg.in_channels,
+            num_classes=cfg.num_classes,
+            num_features=cfg.final_channels,
+            # The unpadded k x k /2 stem conv must leave the 3x3/2 ceil-mode pool 2 pixels.
+            min_input_size=2 + cfg.stem_kernel_size,
+        )
+        self.stem = nn.Sequential(
+            ConvNormAct(
+                cfg.in_channels, cfg.stem_channels, cfg.stem_kernel_size, stride=2, padding=0
+            ),
+            nn.MaxPool2d(3, stride=2, ceil_mode=True),
+        )
+        stages: list[nn.Module] = []
+        in_ch, index = cfg.stem_channels, 0
+        for i, (out_ch, repeats) in enumerate(zip(widths, cfg.stage_repeats, strict=True)):
+            blocks = []
+            for j in range(repeats):
+                stride = 2 if i > 0 and j == 0 else 1
+                vertical_first = index % 2 == 0  # 3x1 first in blocks 1, 3, 5, ... (1-based)
+                blocks.append(SqNxtBlock(in_ch, out_ch, stride, vertical_first, cfg.project_first))
+                in_ch, index = out_ch, index + 1
+            stages.append(nn.Sequential(*blocks))
+        stages.append(ConvNormAct(in_ch, cfg.final_channels, 1))
+        self.stages = nn.Sequential(*stages)
+        self.head = ClassifierHead(cfg.final_channels, cfg.num_classes, drop_rate=cfg.drop_rate)
+
+
+# name: (params of our build, label in the paper)
+_VARIANTS = {
+    "23_w1": (718_280, "1.0-SqNxt-23"),
+    "23_w1_5": (1_407_384, "1.5-SqNxt-23"),
+    "23_w2": (2_358_504, "2.0-SqNxt-23"),
+    "23v5_w1": (931_016, "1.0-SqNxt-23v5"),
+    "23v5_w1_5": (1_890_456, "1.5-SqNxt-23v5"),
+    "23v5_w2": (3_219_688, "2.0-SqNxt-23v5"),
+}
+
+for _key, (_params, _label) in _VARIANTS.items():
+    register_model(
+        f"sqnxt{_key}",
+        SqueezeNext,
+        CONFIGS[_key],
+        info=ModelInfo(
+            family="squeezenext",
+            paper=PAPER,
+            table=f"Section 4, Figures 3 and 8 ({_label}); block details from the Caffe release",
+            dataset="imagenet",
+            input_size=224,
+            num_classes=1000,
+            params=_params,
+            notes=(
+                "Built as the authors' Caffe release (module docstring). The paper's result "
+                "tables were not available offline when this was written, so paper_params_m / "
+                "paper_macs_g / paper_accuracy are not recorded yet."
+            ),
+        ),
+        tiny=Tiny(
+            overrides={
+                "stage_channels": (8, 8, 16, 16),
+                "stage_repeats": (2, 1, 1, 1),
+                "stem_channels": 8,
+                "final_channels": 16,
+            },
+            input_size=32,
+        ),
+    )
