@@ -17,8 +17,8 @@ authors' release instead shuffles by separating even and odd channels at the sta
 unit, the same network up to a fixed permutation of channels); torchvision weights load
 unchanged (parity-tested).
 Reference numbers (Table 5): 41 / 146 / 299 / 591 MFLOPs and 1.4 / 2.3 / 3.5 / 7.4M parameters;
-the paper's FLOPs are multiply-adds (its footnote on FLOPs follows ShuffleNet v1), i.e. MACs;
-ours are 0.5-1.4% lower (tested within 1.5%). Top-1 error (Table 8): 39.7 / 30.6 / 27.4 / 25.1%.
+the paper's FLOPs are multiply-adds (MACs), as in ShuffleNet v1: our MAC counts are 0.5-1.4%
+below them (tested within 1.5%), where 2 FLOPs per multiply-add would double them. Top-1 error (Table 8): 39.7 / 30.6 / 27.4 / 25.1%.
 """
 
 from __future__ import annotations

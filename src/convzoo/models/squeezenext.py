@@ -1,11 +1,13 @@
 """SqueezeNext: 1.0 / 1.5 / 2.0-SqNxt-23 and the 23v5 variants.
 
 Gholami, Kwon, Wu, Tai, Yue, Jin, Zhao & Keutzer, "SqueezeNext: Hardware-Aware Neural Network
-Design", CVPR workshops 2018, arXiv 1803.10615. The block of Figure 1 (right) / Figure 2, the
-network of Figure 3 (stem conv 7x7/2 and max pool, four stages of SqNxt blocks, a 1x1 conv of 128
-channels, global average pool, FC), block counts per stage from section 4: 23 = (6, 6, 8, 1),
-23v5 = (2, 4, 14, 1) (Figure 8 / Table 4 variants), widths 32/64/128/256 times the width
-multiplier (1.0 / 1.5 / 2.0).
+Design", CVPR workshops 2018, arXiv 1803.10615. The block is the paper's Figure 1 (right): a
+two-stage 1x1 squeeze, the 3x3 conv made separable (3x1 and 1x3), a 1x1 expansion and a
+residual shortcut. The network: a 7x7/2 stem conv and 3x3/2 max pool, four stages of blocks
+(widths 32 / 64 / 128 / 256 times the width multiplier 1.0 / 1.5 / 2.0), a 1x1 conv of 128
+channels, global average pooling, FC. Blocks per stage: (6, 6, 8, 1) for SqNxt-23 and
+(2, 4, 14, 1) for the hardware-motivated v5 variant, which moves blocks out of the
+high-resolution early stages; 23 = stem + 21 blocks + final conv.
 
 The SqNxt block (out = output width, every conv followed by BN and ReLU):
 1x1 (stride s) to out/2, 1x1 to out/4 (the two-stage squeeze), a separable 3x3 as 3x1 and 1x3
@@ -26,6 +28,9 @@ map (in 23 the projection is a parallel shortcut and the block's first 1x1 conv 
 
 Deviations: the FC has a bias (the release's has none: 1000 more parameters). The released
 Caffe models take 227x227 crops; ``input_size`` says 224 like every ImageNet model here.
+pytorchcv's ``sqnxt*`` models are not this network (they widen the stem and final conv, keep one
+separable order, add conv biases and use the 23 block layout for v5), so no weight conversion.
+Reference numbers: the paper's results table is not checked yet (see ``ModelInfo.notes``).
 """
 
 from __future__ import annotations
@@ -155,17 +160,23 @@ class SqueezeNext(ZooModel):
         self.head = ClassifierHead(cfg.final_channels, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
-# name: (params of our build, label in the paper)
+# name: (params of our build, label in the paper, top-1 % where recorded)
 _VARIANTS = {
-    "23_w1": (718_280, "1.0-SqNxt-23"),
-    "23_w1_5": (1_407_384, "1.5-SqNxt-23"),
-    "23_w2": (2_358_504, "2.0-SqNxt-23"),
-    "23v5_w1": (931_016, "1.0-SqNxt-23v5"),
-    "23v5_w1_5": (1_890_456, "1.5-SqNxt-23v5"),
-    "23v5_w2": (3_219_688, "2.0-SqNxt-23v5"),
+    "23_w1": (718_280, "1.0-SqNxt-23", 59.05),
+    "23_w1_5": (1_407_384, "1.5-SqNxt-23", None),
+    "23_w2": (2_358_504, "2.0-SqNxt-23", 67.18),
+    "23v5_w1": (931_016, "1.0-SqNxt-23v5", None),
+    "23v5_w1_5": (1_890_456, "1.5-SqNxt-23v5", None),
+    "23v5_w2": (3_219_688, "2.0-SqNxt-23v5", None),
 }
+_NOTES = (
+    "Built as the authors' Caffe release (module docstring). The paper's results table could "
+    "not be consulted when this was written (offline), so its parameter and MAC columns are not "
+    "recorded or tested; top-1 is recorded only where a second source agrees (59.05% for "
+    "1.0-SqNxt-23, about 3 points above a re-implementation's 56%; 67.18% for 2.0-SqNxt-23)."
+)
 
-for _key, (_params, _label) in _VARIANTS.items():
+for _key, (_params, _label, _acc) in _VARIANTS.items():
     register_model(
         f"sqnxt{_key}",
         SqueezeNext,
@@ -173,16 +184,13 @@ for _key, (_params, _label) in _VARIANTS.items():
         info=ModelInfo(
             family="squeezenext",
             paper=PAPER,
-            table=f"Section 4, Figures 3 and 8 ({_label}); block details from the Caffe release",
+            table=f"Figure 1 (block) and the {_label} network; block details from the Caffe release",
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
             params=_params,
-            notes=(
-                "Built as the authors' Caffe release (module docstring). The paper's result "
-                "tables were not available offline when this was written, so paper_params_m / "
-                "paper_macs_g / paper_accuracy are not recorded yet."
-            ),
+            paper_accuracy=_acc,
+            notes=_NOTES,
         ),
         tiny=Tiny(
             overrides={
