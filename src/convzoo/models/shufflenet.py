@@ -12,7 +12,7 @@ the unit from Figure 2 (b) and (c):
 * the first pointwise layer of stage 2 is an ordinary conv: "we do not apply group convolution on
   the first pointwise layer because the number of input channels is relatively small".
 
-``width_multiplier`` s scales every width ("ShuffleNet s x", section 4.1); widths are rounded to
+``width_multiplier`` s scales every width ("ShuffleNet s x", section 3.3); widths are rounded to
 multiples the group convs need (stem: of g; stages: of 4g), which leaves every 1x width of
 Table 1 unchanged and gives the 0.5x widths of the authors' release (e.g. stem 16 for g = 8).
 The release keeps a 24-channel stem at 1.5x; we scale it (36) as the paper says.

@@ -29,7 +29,8 @@ map (in 23 the projection is a parallel shortcut and the block's first 1x1 conv 
 Deviations: the FC has a bias (the release's has none: 1000 more parameters). The released
 Caffe models take 227x227 crops; ``input_size`` says 224 like every ImageNet model here.
 pytorchcv's ``sqnxt*`` models are not this network (they widen the stem and final conv, keep one
-separable order, add conv biases and use the 23 block layout for v5), so no weight conversion.
+separable order, add conv biases and build v5 with the 23 stem and shortcuts), so no weight
+conversion is offered.
 Reference numbers: the paper's results table is not checked yet (see ``ModelInfo.notes``).
 """
 
