@@ -16,7 +16,7 @@ from convzoo.registry import get_entry
 
 
 def _feature_paths(name: str) -> list[str]:
-    """convzoo module path of every torchvision ``features`` index (None for the ReLU at 1)."""
+    """convzoo module path of every torchvision ``features`` index ("" for the ReLU at 1)."""
     cfg = get_entry(name).config
     paths = ["stem.0.0", "", "stem.1"]
     for i, fires in enumerate(cfg.stages):

@@ -19,8 +19,9 @@ average pool) so that ``reset_classifier`` works as on every model; ``pre_logits
 pooled fire9 features. The bypass adds the shortcut after the Fire module's ReLUs, with no ReLU
 after the sum, and the complex bypass conv has a bias and no activation: Figure 2 shows only an
 addition and the text says nothing more. Table 3 gives model sizes, not parameter counts: the
-complex bypass model is 7.7MB there; our complex bypass adds 0.341M parameters (1.590M, 6.4MB in
-float32), so the paper's figure cannot be reproduced from its description and is not tested.
+complex bypass model is 7.7MB there (with 4.8MB for 1.248M parameters, i.e. MiB of float32);
+our complex bypass adds 0.341M parameters (1.590M, 6.1MB in those units), so the paper's figure
+cannot be reproduced from its description and is not tested.
 Weights are initialised as in the release: conv10 from N(0, 0.01), the other convs He-uniform.
 """
 
