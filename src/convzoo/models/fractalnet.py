@@ -8,11 +8,11 @@ Expansion rule (Section 2): f_1(z) = conv(z), f_{C+1}(z) = join(f_C(f_C(z)), con
 element-wise mean. Consecutive joins merge into one, so a block of C columns is a static graph:
 column j (0 = shallowest) holds 2^j units, the deepest column 2^(C-1); a join sits after every
 second unit of the deepest column and averages every column that ends there. ``conv`` is
-conv3x3 -> BatchNorm -> ReLU (no bias). B blocks, 2x2 max pooling after each; as in the paper (and the
-authors' Caffe code) the pooling is applied to each column before the block's last join.
-CIFAR configs of Section 4.1: B=5, channels 64-128-256-512-512, C=3 (20 layers) or C=4 (40).
-Dropout per block (0, 10, 20, 30, 40 %) is the option ``block_drop_rates=FRACTAL_DROPOUT``; it
-sits between conv and BatchNorm as in the authors' Caffe generator.
+conv3x3 -> BatchNorm -> ReLU (no bias). B blocks, 2x2 max pooling after each; the paper moves
+each block's pooling before its last join, i.e. every column is pooled, then averaged (as here). CIFAR configs of
+Section 4.1: B=5, channels 64-128-256-512-512, C=3 (20 layers) or C=4 (40). Dropout per block
+(0, 10, 20, 30, 40 %) is the option ``block_drop_rates=FRACTAL_DROPOUT``; the paper does not
+place it inside the unit, we put it between conv and BatchNorm as the released FoF.prototxt does.
 
 Drop-path (Section 3.1), on when ``drop_path_rate > 0`` (off by default):
 
@@ -32,22 +32,23 @@ Parameter count: Table 1 prints 38.6M for the 20-layer network, but the architec
 (and built here) has 33.7M (count the convs: per block C first-in-column convs plus
 2^C - 1 - C others). The 38.6M is not reproducible from the paper's description; we record both,
 with ``paper_params_tol_m`` covering the gap. The 40-layer row of Table 1 (22.9M) uses a
-different channel layout that the paper does not spell out; ``fractalnet40_cifar`` keeps the
+different channel layout that the paper does not spell out; ``fractalnet40_cifar`` keeps
 Section 4.1's 64-128-256-512-512 (76.1M) and records no paper count.
 
-FoF (``fof_cifar``): the expansion rule applied a second time with whole fractal blocks as the
-units. Read off the authors' released FoF.prototxt (Figure 1b shows the same graph): three macro
-columns of C=3 fractal blocks; the deepest macro column is four blocks 64-128-256-512 each
-followed by 2x2 pooling; the middle column is two blocks (-> 128, -> 512) pooling 4x each; the
-shallow one is a single block (-> 512) pooling 16x; macro joins after the second deepest block
-(2 inputs, 8x8) and at the end (3 inputs, 2x2). Deviations and uncertainties: the prototxt's
-dropout ratios are irregular (0 to 0.3, different within one block) and are not reproduced
-(none by default); its classifier is a fully connected layer over the flattened 2x2x512 map,
-ours is global average pooling + linear (so it accepts any input size >= 16); the convs of the
-prototxt have biases and its BatchNorm has no affine scale, ours use BatchNorm with affine and
-bias-free convs (as FractalNet here). The paper prints no parameter count for FoF. Drop-path at
-both levels: local at every join (as in the prototxt); global picks one macro column and one
-inner column (our extension; the prototxt has only local drop-path).
+FoF (``fof_cifar``): the expansion rule applied a second time, with whole fractal blocks as the
+units. The graph is read off the authors' released FoF.prototxt (github.com/iPhysicist/
+CNNDesignPatterns): three macro columns of C=3 fractal blocks; the deepest is four blocks
+64-128-256-512, each pooling 2x; the middle one two blocks (-> 128, -> 512) pooling 4x each; the
+shallowest one block (-> 512) pooling 16x; macro joins after the deepest column's second block
+(2 inputs, 8x8) and at the end (3 inputs, 2x2). Uncertain: the paper text and its Figure 1b
+could not be consulted here, so we rely on the prototxt alone, and we found no parameter count
+or accuracy to record. Deviations from the prototxt: its dropout ratios are irregular (0 to 0.3,
+different within one block) and are not reproduced (none by default); its classifier is a fully
+connected layer over the flattened 2x2x512 map, ours is global average pooling + linear (any
+input >= 16 px); its convs have biases and its BatchNorm has no affine scale, ours are bias-free
+convs with affine BatchNorm (as FractalNet here). Drop-path: local at every join of both levels
+(as in the prototxt); global picks one macro column and one inner column (our extension; the
+prototxt has local drop-path only). Eval always runs the full network.
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ class FractalBlock(nn.Module):
 def _conv_unit(in_channels: int, out_channels: int, drop_rate: float) -> nn.Module:
     unit = ConvNormAct(in_channels, out_channels, 3)
     if drop_rate > 0:
-        unit.insert(1, nn.Dropout(drop_rate))  # conv -> dropout -> BN -> ReLU (authors' Caffe)
+        unit.insert(1, nn.Dropout(drop_rate))  # conv -> dropout -> BN -> ReLU (FoF.prototxt)
     return unit
 
 
@@ -359,8 +360,9 @@ register_model(
         input_size=32,
         num_classes=10,
         params=38_504_010,
-        notes="The paper prints no parameter count for FoF. Classifier is GAP + linear, not the "
-        "prototxt's FC over a 2x2x512 map; the prototxt's irregular dropout is not reproduced.",
+        notes="Graph from the authors' FoF.prototxt (paper not consulted; no paper count known). "
+        "Classifier is GAP + linear, not the prototxt's FC over a 2x2x512 map; the prototxt's "
+        "irregular dropout is not reproduced.",
     ),
     tiny=Tiny(overrides={"widths": (4, 4, 8, 8)}, input_size=16),
 )
