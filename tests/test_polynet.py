@@ -98,6 +98,16 @@ def test_way_is_i_plus_f_plus_g():
         torch.testing.assert_close(m(x), torch.relu(x + m.scale * (f(x) + g(x))))
 
 
+def test_reduction_branches_must_end_with_their_stride():
+    from convzoo.models.polynet_blocks import InceptionReduction
+
+    assert InceptionReduction(8, (((1, 4), (3, 6, 2)),)).out_channels == 14
+    with pytest.raises(ValueError, match="stride-2"):
+        InceptionReduction(8, (((3, 6, 2), (1, 4)),))
+    with pytest.raises(ValueError, match="stride-2"):
+        InceptionReduction(8, (((3, 6),),))
+
+
 def test_bad_module_arguments():
     with pytest.raises(ValueError, match="kind"):
         PolyInception(C, BRANCHES, "poli", 2)

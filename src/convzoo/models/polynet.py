@@ -99,7 +99,11 @@ class PolyNet(ZooModel):
             channels, stem_size = InceptionV4Stem.out_channels, InceptionV4Stem.output_size
         else:
             stem = ConvNormAct(cfg.in_channels, cfg.stem_width, 3)
-            channels, stem_size = cfg.stem_width, int
+            channels = cfg.stem_width
+
+            def stem_size(size: int) -> int:
+                return size  # one 3x3 "same" conv
+
         specs = [*cfg.stage_a, *cfg.stage_b, *cfg.stage_c]
         n = len(specs)
         first, last = cfg.residual_scale
@@ -137,7 +141,7 @@ class PolyNet(ZooModel):
                 size = (size - 3) // 2 + 1
             return size
 
-        min_size = next(s for s in range(1, 4096) if output_size(s) >= 1 and stem_size(s) >= 3)
+        min_size = next(s for s in range(1, 4096) if output_size(s) >= 1)
         super().__init__(
             in_channels=cfg.in_channels,
             num_classes=cfg.num_classes,

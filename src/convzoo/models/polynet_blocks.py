@@ -179,6 +179,10 @@ class InceptionReduction(nn.Module):
         self.out_channels = in_channels
         for branch in branches:
             layers, in_ch = [], in_channels
+            strides = [_unpack(spec)[2] for spec in branch]
+            if strides[-1:] != [2] or any(st != 1 for st in strides[:-1]):
+                # Otherwise the branch would not match the 3x3/2 pool's output size.
+                raise ValueError(f"a reduction branch must end in its only stride-2 conv: {branch}")
             for spec in branch:
                 ks, out_ch, stride, padding = _unpack(spec)
                 layers.append(ConvNormAct(in_ch, out_ch, ks, stride, padding=padding))
