@@ -181,3 +181,32 @@ def test_stochastic_paths_skip_compute():
     with torch.no_grad():  # eval keeps every path
         x = torch.randn(1, 3, 16, 16)
         torch.testing.assert_close(model_dp(x), model_dp(x))
+
+
+def test_matches_the_released_very_deep_polynet():
+    """Same outputs as Cadene's port of the released model, weights mapped one to one in order.
+
+    Skipped unless ``pretrainedmodels`` is installed (it is not a convzoo dependency).
+    """
+    pytest.importorskip("pretrainedmodels")
+    import sys
+
+    reference = sys.modules["pretrainedmodels.models.polynet"].PolyNet
+    torch.manual_seed(0)
+    ref = reference().eval()
+    for bn in ref.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.running_mean.uniform_(-0.1, 0.1)
+            bn.running_var.uniform_(0.5, 1.5)
+    ours = convzoo.create_model("polynet").eval()
+    theirs = {k: v for k, v in ref.state_dict().items() if "num_batches" not in k}
+    mine = {k: v for k, v in ours.state_dict().items() if "num_batches" not in k}
+    assert len(theirs) == len(mine)
+    mapped = {}
+    for (mk, mv), (tk, tv) in zip(mine.items(), theirs.items(), strict=True):
+        assert mv.shape == tv.shape, (mk, tk)
+        mapped[mk] = tv
+    ours.load_state_dict(mapped, strict=False)
+    x = torch.randn(1, 3, 75, 75)  # the smallest input both accept
+    with torch.no_grad():
+        torch.testing.assert_close(ours.forward_features(x), ref.features(x), rtol=1e-4, atol=1e-4)

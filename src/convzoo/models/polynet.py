@@ -13,8 +13,8 @@ released model (Cadene's pretrainedmodels port, 331 px input): the residual scal
 the 40 decreases linearly from 1 to 0.7, and the poly-3 modules share the convs of F between
 applications but keep a BatchNorm set and a final 1x1 projection per application. Our build
 has exactly that model's 95,366,600 parameters, and with its weights mapped one to one computes
-the same outputs (checked to 6e-7 during development; pretrainedmodels is not a dependency, so
-no test does this). The paper prints no parameter count; its single-crop validation result is
+the same outputs (max difference 6e-7; ``tests/test_polynet.py`` checks it when the optional
+``pretrainedmodels`` package is installed). The paper prints no parameter count; its single-crop validation result is
 18.71% top-1 error (the Very Deep PolyNet row of its results; also the authors' release README).
 
 ``polynet_cifar`` (ours; the paper has no CIFAR model): the same modules at CIFAR scale, a 3x3
