@@ -1,0 +1,226 @@
+"""PolyNet: stages of PolyInception modules.
+
+Zhang, Li, Loy & Lin, "PolyNet: A Pursuit of Structural Diversity in Very Deep Networks",
+CVPR 2017, arXiv 1611.05725. The modules (poly-2/3, mpoly-2/3, 2-way/3-way of Figure 4) are in
+``convzoo.models.polynet_blocks``.
+
+``polynet`` is the Very Deep PolyNet of Section 6: the Inception-v4 stem (384 channels), stage A
+of 10 2-way Inception-ResNet-A modules (384 ch, 35x35 at 299 px), Reduction-A (-> 1152), stage B
+of 10 x (poly-3, 2-way) Inception-ResNet-B modules, Reduction-B (-> 2048), stage C of 5 x
+(poly-3, 2-way) Inception-ResNet-C modules, global average pooling, dropout 0.2, linear. Branch
+widths are Inception-ResNet-v2's. The facts that Section 6 leaves open were read from the
+released model (Cadene's pretrainedmodels port, 331 px input): the residual scale of module i of
+the 40 decreases linearly from 1 to 0.7, and the poly-3 modules share the convs of F between
+applications but keep a BatchNorm set and a final 1x1 projection per application. Our build
+has exactly that model's 95,366,600 parameters, and with its weights mapped one to one computes
+the same outputs (max difference 6e-7; ``tests/test_polynet.py`` checks it when the optional
+``pretrainedmodels`` package is installed). The paper prints no parameter count; its single-crop validation result is
+18.71% top-1 error (the Very Deep PolyNet row of its results; also the authors' release README).
+
+``polynet_cifar`` (ours; the paper has no CIFAR model): the same modules at CIFAR scale, a 3x3
+stem of 64 channels, stage A (poly-2, 2-way) at 64 ch, Reduction-A -> 256, stage B (poly-3,
+mpoly-2, 2-way) at 256 ch, Reduction-B -> 480, stage C (poly-3, 2-way) at 480 ch; branch widths
+are Inception-ResNet-v2's divided by 4 to 8. Its poly modules share F completely (the paper's
+definition: a poly-2 module has the parameters of one F).
+
+Deviations: ``drop_path_rate`` (off by default) drops PolyInception paths per mini-batch with
+the linear schedule of ``drop_path_rates``, our stand-in for the paper's stochastic paths whose
+exact schedule Section 6 does not give. The paper's "initialization by insertion" is a training
+procedure and not modelled here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from convzoo.layers.conv import ConvNormAct
+from convzoo.layers.drop import drop_path_rates
+from convzoo.layers.head import ClassifierHead
+from convzoo.models.base import ZooModel
+from convzoo.models.polynet_blocks import (
+    Branches,
+    InceptionReduction,
+    InceptionV4Stem,
+    PolyInception,
+    PolyKind,
+)
+from convzoo.registry import ModelInfo, Paper, Tiny, register_model
+
+PAPER = Paper(
+    "PolyNet: A Pursuit of Structural Diversity in Very Deep Networks",
+    "1611.05725",
+    "Zhang, Li, Loy, Lin",
+    2017,
+)
+
+ModuleSpec = tuple[PolyKind, int]  # (kind, order), e.g. ("poly", 3)
+
+# Inception-ResNet-v2 residual functions (Szegedy et al. 2016, Figures 16, 17, 19): A at 384
+# channels, B at 1152, C at 2048; Reduction-A (k, l, m, n) = (256, 256, 384, 384) and
+# Reduction-B of Figure 18.
+# Branch order as in the released model (it fixes the channel order of the concatenation).
+BLOCK_A: Branches = (((1, 32), (3, 48), (3, 64)), ((1, 32), (3, 32)), ((1, 32),))
+BLOCK_B: Branches = (((1, 128), ((1, 7), 160), ((7, 1), 192)), ((1, 192),))
+BLOCK_C: Branches = (((1, 192), ((1, 3), 224), ((3, 1), 256)), ((1, 192),))
+REDUCTION_A: Branches = (((1, 256), (3, 256), (3, 384, 2)), ((3, 384, 2),))
+REDUCTION_B: Branches = (
+    ((1, 256), (3, 256), (3, 256, 2)),
+    ((1, 256), (3, 256, 2)),
+    ((1, 256), (3, 384, 2)),
+)
+
+
+@dataclass(frozen=True)
+class PolyNetConfig:
+    stem_width: int | None = None  # None: Inception-v4 stem (384 ch); else one 3x3 conv
+    block_a: Branches = BLOCK_A
+    block_b: Branches = BLOCK_B
+    block_c: Branches = BLOCK_C
+    reduction_a: Branches = REDUCTION_A
+    reduction_b: Branches = REDUCTION_B
+    stage_a: tuple[ModuleSpec, ...] = (("way", 2),) * 10
+    stage_b: tuple[ModuleSpec, ...] = (("poly", 3), ("way", 2)) * 10
+    stage_c: tuple[ModuleSpec, ...] = (("poly", 3), ("way", 2)) * 5
+    residual_scale: tuple[float, float] = (1.0, 0.7)  # first and last module, linear between
+    share_norm: bool = False  # poly modules: one BatchNorm set for all applications of F
+    share_projection: bool = False  # poly modules: one final 1x1 projection for all
+    drop_rate: float = 0.2  # before the classifier
+    drop_path_rate: float = 0.0
+    num_classes: int = 1000
+    in_channels: int = 3
+
+
+class PolyNet(ZooModel):
+    def __init__(self, cfg: PolyNetConfig) -> None:
+        if cfg.stem_width is None:
+            stem: nn.Module = InceptionV4Stem(cfg.in_channels)
+            channels, stem_size = InceptionV4Stem.out_channels, InceptionV4Stem.output_size
+        else:
+            stem = ConvNormAct(cfg.in_channels, cfg.stem_width, 3)
+            channels = cfg.stem_width
+
+            def stem_size(size: int) -> int:
+                return size  # one 3x3 "same" conv
+
+        specs = [*cfg.stage_a, *cfg.stage_b, *cfg.stage_c]
+        n = len(specs)
+        first, last = cfg.residual_scale
+        scales = iter([first + (last - first) * i / max(n - 1, 1) for i in range(n)])
+        drops = iter(drop_path_rates(cfg.drop_path_rate, n))
+
+        def stage(mods: tuple[ModuleSpec, ...], channels: int, branches: Branches) -> nn.Sequential:
+            return nn.Sequential(
+                *(
+                    PolyInception(
+                        channels,
+                        branches,
+                        kind,
+                        order,
+                        next(scales),
+                        share_norm=cfg.share_norm,
+                        share_projection=cfg.share_projection,
+                        drop_path=next(drops),
+                    )
+                    for kind, order in mods
+                )
+            )
+
+        stages: list[nn.Module] = [stage(cfg.stage_a, channels, cfg.block_a)]
+        stages.append(InceptionReduction(channels, cfg.reduction_a))
+        channels = stages[-1].out_channels
+        stages.append(stage(cfg.stage_b, channels, cfg.block_b))
+        stages.append(InceptionReduction(channels, cfg.reduction_b))
+        channels = stages[-1].out_channels
+        stages.append(stage(cfg.stage_c, channels, cfg.block_c))
+
+        def output_size(size: int) -> int:
+            size = stem_size(size)
+            for _ in range(2):  # the two reductions: 3x3/2 "valid"
+                size = (size - 3) // 2 + 1
+            return size
+
+        min_size = next(s for s in range(1, 4096) if output_size(s) >= 1)
+        super().__init__(
+            in_channels=cfg.in_channels,
+            num_classes=cfg.num_classes,
+            num_features=channels,
+            min_input_size=min_size,
+        )
+        self.stem = stem
+        self.stages = nn.Sequential(*stages)
+        self.head = ClassifierHead(channels, cfg.num_classes, drop_rate=cfg.drop_rate)
+
+
+register_model(
+    "polynet",
+    PolyNet,
+    PolyNetConfig(),
+    info=ModelInfo(
+        family="polynet",
+        paper=PAPER,
+        table="Section 6 (Very Deep PolyNet, 10-20-10 mix); the released model",
+        dataset="imagenet",
+        input_size=331,
+        num_classes=1000,
+        params=95_366_600,
+        paper_accuracy=81.29,
+        notes="Accuracy: single-crop top-1 (18.71% error). Parameter count equals the released "
+        "model's; the paper prints none.",
+    ),
+    tiny=Tiny(
+        overrides={
+            "block_a": (((1, 4),), ((1, 4), (3, 4))),
+            "block_b": (((1, 4),), ((1, 4), ((1, 7), 4), ((7, 1), 4))),
+            "block_c": (((1, 4),), ((1, 4), ((1, 3), 4), ((3, 1), 4))),
+            "reduction_a": (((3, 8, 2),),),
+            "reduction_b": (((3, 8, 2),),),
+            "stage_a": (("way", 2),),
+            "stage_b": (("poly", 3),),
+            "stage_c": (("poly", 3), ("way", 2)),
+        },
+        input_size=75,
+    ),
+)
+
+register_model(
+    "polynet_cifar",
+    PolyNet,
+    PolyNetConfig(
+        stem_width=64,
+        block_a=(((1, 16),), ((1, 16), (3, 16)), ((1, 16), (3, 24), (3, 32))),
+        block_b=(((1, 48),), ((1, 32), ((1, 7), 40), ((7, 1), 48))),
+        block_c=(((1, 48),), ((1, 48), ((1, 3), 56), ((3, 1), 64))),
+        reduction_a=(((1, 64), (3, 64), (3, 96, 2)), ((3, 96, 2),)),
+        reduction_b=(((1, 64), (3, 64), (3, 64, 2)), ((1, 64), (3, 64, 2)), ((1, 64), (3, 96, 2))),
+        stage_a=(("poly", 2), ("way", 2)),
+        stage_b=(("poly", 3), ("mpoly", 2), ("way", 2)),
+        stage_c=(("poly", 3), ("way", 2)),
+        share_norm=True,
+        share_projection=True,
+        drop_rate=0.0,
+        num_classes=10,
+    ),
+    info=ModelInfo(
+        family="polynet",
+        paper=PAPER,
+        table="none (our CIFAR network of the paper's modules)",
+        dataset="cifar",
+        input_size=32,
+        num_classes=10,
+        params=1_137_146,
+        notes="Not in the paper: a small network of the same PolyInception modules.",
+    ),
+    tiny=Tiny(
+        overrides={
+            "stem_width": 8,
+            "block_a": (((1, 4),), ((1, 4), (3, 4))),
+            "block_b": (((1, 4),), ((1, 4), ((1, 7), 4), ((7, 1), 4))),
+            "block_c": (((1, 4),), ((1, 4), ((1, 3), 4), ((3, 1), 4))),
+            "reduction_a": (((3, 8, 2),),),
+            "reduction_b": (((3, 8, 2),),),
+        },
+        input_size=16,
+    ),
+)
