@@ -267,6 +267,8 @@ class NFNet(ZooModel):
         self._init_weights()
 
     def _init_weights(self) -> None:
+        if next(self.parameters()).is_meta:
+            return  # nothing to initialise on the meta device (and normal_ there is slow)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):  # fan-in normal, as the reference (WS makes it moot)
                 nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="linear")
