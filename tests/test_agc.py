@@ -106,3 +106,18 @@ def test_rejects_bad_arguments():
         adaptive_grad_clip_(Net(), clipping=0.0)
     with pytest.raises(ValueError, match="eps"):
         adaptive_grad_clip_(Net(), eps=-1.0)
+
+
+def test_default_exclusion_sees_through_wrappers():
+    class Wrapper(nn.Module):  # the shape of DistributedDataParallel: the model is .module
+        def __init__(self, module: nn.Module) -> None:
+            super().__init__()
+            self.module = module
+
+    wrapped = Wrapper(Net())
+    for p in wrapped.parameters():
+        p.grad = torch.full_like(p, 10.0)
+    assert adaptive_grad_clip_(wrapped) == 4 + 1 + 3 + 1
+    torch.testing.assert_close(
+        wrapped.module.head.weight.grad, torch.full_like(wrapped.module.head.weight, 10.0)
+    )

@@ -17,8 +17,8 @@ from convzoo.models.nfnet import GAMMA, RESOLUTIONS, NFBlock
 NF_MODELS = convzoo.list_models("nf*")
 F_MODELS = [f"nfnet_f{i}" for i in range(7)]
 
-# 2102.06171 Table 3: params (M) and FLOPs (G multiply-adds, at the test resolution).
-PAPER_TABLE3 = {
+# 2102.06171, ImageNet comparison table: params (M) and FLOPs (G multiply-adds, at the test resolution).
+PAPER_IMAGENET_TABLE = {
     "nfnet_f0": (71.5, 12.38),
     "nfnet_f1": (132.6, 35.54),
     "nfnet_f2": (193.8, 62.59),
@@ -49,8 +49,8 @@ def test_variants_registered():
 @pytest.mark.parametrize(
     "name", [pytest.param(n, marks=pytest.mark.slow) if n > "nfnet_f1" else n for n in F_MODELS]
 )
-def test_f_variants_match_table3_params_and_macs(name):
-    params_m, macs_g = PAPER_TABLE3[name]
+def test_f_variants_match_paper_params_and_macs(name):
+    params_m, macs_g = PAPER_IMAGENET_TABLE[name]
     train, test, drop = PAPER_RESOLUTION_DROPOUT[name]
     k = int(name[-1]) + 1
     with torch.device("meta"):
@@ -61,7 +61,7 @@ def test_f_variants_match_table3_params_and_macs(name):
     assert cfg.drop_rate == drop and RESOLUTIONS[name] == (train, test)
     assert convzoo.model_info(name).input_size == test
     assert round(count_params(model) / 1e6, 1) == params_m
-    # Table 3's FLOPs are multiply-adds at the test resolution; ours agree to 0.005G.
+    # The paper's FLOPs are multiply-adds at the test resolution; ours agree to 0.005G.
     assert abs(count_macs(model, test) / 1e9 - macs_g) < 0.005
 
 

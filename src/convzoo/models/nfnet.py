@@ -1,8 +1,9 @@
 """Normalizer-Free networks: NFNet-F0..F6 and NF-ResNet-50.
 
 Brock, De, Smith & Simonyan, "High-Performance Large-Scale Image Recognition Without
-Normalization", ICML 2021, arXiv 2102.06171 (NFNets; configs: Table 1 / section 5 and the
-train/test resolutions and dropout of the released ``nfnet_params``; numbers: Table 3).
+Normalization", ICML 2021, arXiv 2102.06171 (NFNets; configs: Table 1 -- depth pattern, dropout,
+train/test resolution -- and section 5, as in the released ``nfnet_params``; numbers: the paper's
+ImageNet comparison table of NFNets vs EfficientNets: params, FLOPs, top-1).
 Brock, De & Smith, "Characterizing signal propagation to close the performance gap in unnormalized
 ResNets", ICLR 2021, arXiv 2101.08692 (NF-ResNets, the block and the signal-propagation rule).
 
@@ -285,7 +286,7 @@ class NFNet(ZooModel):
 
 # NFNet-F variants (2102.06171 Table 1 and the released nfnet_params): depths (1, 2, 6, 3) * k,
 # widths 256-512-1536-1536; (train, test) resolution and dropout per variant. Params / FLOPs /
-# top-1 from Table 3 (F6 top-1 is with SAM). The FLOPs column counts multiply-adds at the *test*
+# top-1 from the paper's ImageNet comparison table (F6 top-1 is with SAM). The FLOPs column counts multiply-adds at the *test*
 # resolution (the reference count_flops; ours at 256x256: F0 12.384G; at 192x192 only 6.98G).
 _F_VARIANTS = {
     # name: (k, train, test, drop_rate, params_m, macs_g, top1)
@@ -354,7 +355,7 @@ for _name, (_k, _train, _test, _drop, _p, _macs, _top1) in _F_VARIANTS.items():
         info=ModelInfo(
             family="nfnet",
             paper=NFNET_PAPER,
-            table="Table 1 / released nfnet_params (config); Table 3 (params, FLOPs, top-1)",
+            table="Table 1 / released nfnet_params (config); ImageNet table (params, FLOPs, top-1)",
             dataset="imagenet",
             input_size=_test,
             num_classes=1000,

@@ -34,6 +34,11 @@ def unitwise_norm(x: Tensor) -> Tensor:
 
 
 def _default_exclude(model: nn.Module) -> Callable[[str, nn.Parameter], bool]:
+    # Look through DistributedDataParallel (.module) and torch.compile (._orig_mod) wrappers.
+    while not hasattr(model, "head") and isinstance(
+        inner := getattr(model, "module", getattr(model, "_orig_mod", None)), nn.Module
+    ):
+        model = inner
     head = getattr(model, "head", None)
     if not isinstance(head, nn.Module):
         return lambda name, param: False
@@ -52,8 +57,8 @@ def adaptive_grad_clip_(
 
     ``clipping`` is the paper's lambda; ``eps`` bounds the weight norm from below. ``exclude``
     (name, parameter) -> bool names parameters to leave alone; ``None`` means the paper's choice,
-    everything under ``model.head`` (nothing when the model has no ``head``). A given ``exclude``
-    replaces that default. Parameters without a gradient are skipped. Call it after
+    everything under ``model.head`` (also through a DDP ``.module`` or ``torch.compile`` wrapper;
+    nothing when the model has no ``head``). A given ``exclude`` replaces that default. Parameters without a gradient are skipped. Call it after
     ``backward()`` and before ``optimizer.step()``; with gradient scaling, after unscaling.
     """
     if clipping <= 0:
