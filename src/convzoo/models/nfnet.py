@@ -111,7 +111,7 @@ class NFNetConfig:
     se_ratio: float | None = 0.5  # squeeze-excite hidden width = out_channels * ratio
     final_conv_mult: float | None = 2.0  # final 1x1 conv width = last width * mult
     alpha: float = 0.2
-    activation: str = "gelu"
+    activation: str = "gelu"  # a key of GAMMA: gamma belongs to the nonlinearity, so a name
     shortcut_pool: bool = True  # transition shortcut: 2x2 avg pool + 1x1 conv (else strided 1x1)
     same_padding: bool = True  # TF SAME padding as in the reference code
     ws_eps: float = 1e-5
