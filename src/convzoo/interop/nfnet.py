@@ -1,0 +1,53 @@
+"""timm NormFreeNet -> convzoo NFNet (``nfnet_f*``, ``nf_resnet50``).
+
+Names: timm's ``attn_last`` is our ``se``, ``skipinit_gain`` our ``skip_gain``, a single stem conv
+``stem.conv`` our ``stem.conv1``.
+
+timm builds NF nets in two parametrizations, told apart by the state dict:
+
+* ``dm_nfnet_*`` (ports of the reference weights): gamma in the activations and a scalar
+  ``skipinit_gain`` per block, as ours. Renaming is all it takes.
+* everything else (``nf_resnet50``, ``nfnet_f*``): no ``skipinit_gain`` (the last conv's gain is
+  zero-initialized instead) and gamma folded into every conv's weight scale, the final activation
+  left plain. conv(gamma * act(x); W) == conv(act(x); gamma * W), so only the convs that do not
+  follow an activation change: the first stem conv and the final 1x1 conv get ``gain * gamma``;
+  the classifier sees ``gamma`` times larger features, so its weight is divided by gamma; each
+  block gets ``skip_gain = 1``. The result computes the same function.
+
+timm's ``nf_resnet50`` also has a different shortcut and padding from the paper's; convert it with
+``from_timm("nf_resnet50", m, shortcut_pool=True, same_padding=False)``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor
+
+from convzoo.interop.core import rename_keys
+from convzoo.models.nfnet import GAMMA
+from convzoo.registry import get_entry
+
+TIMM_RULES = [
+    (r"\.attn_last\.", ".se."),
+    (r"\.skipinit_gain$", ".skip_gain"),
+    (r"^stem\.conv\.", "stem.conv1."),
+]
+
+
+def convert_timm(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
+    out = rename_keys(state, TIMM_RULES)
+    if any(k.endswith(".skip_gain") for k in out):
+        return out
+    gamma = GAMMA[get_entry(name).config.activation]
+    for key in ("stem.conv1.gain", "final_conv.gain"):
+        if key in out:
+            out[key] = out[key] * gamma
+    if "head.fc.weight" in out:
+        out["head.fc.weight"] = out["head.fc.weight"] / gamma
+    blocks = {m.group(1) for k in out if (m := re.match(r"^(stages\.\d+\.\d+)\.conv1\.weight$", k))}
+    for block in sorted(blocks):
+        out[f"{block}.skip_gain"] = torch.ones((), dtype=out[f"{block}.conv1.weight"].dtype)
+    return out
