@@ -71,7 +71,8 @@ class InvertedResidual(nn.Module):
     ``in_channels * expand_ratio``). The expansion conv is omitted when ``mid_channels ==
     in_channels`` unless ``force_expand`` (FBNet keeps it for expansion 1). ``pw_groups > 1``
     groups both pointwise convs and inserts ``shuffle_layer(pw_groups)`` after the first.
-    ``residual`` adds the identity shortcut; it requires ``stride == 1`` and equal widths.
+    ``residual`` adds the identity shortcut where the block keeps its shape (stride 1, equal
+    widths); shape-changing blocks never have one.
     """
 
     def __init__(
@@ -88,7 +89,6 @@ class InvertedResidual(nn.Module):
         shuffle_layer: ShuffleLayer | None = None,
         norm_layer: NormLayer = nn.BatchNorm2d,
         act_layer: ActLayer = nn.ReLU6,
-        dw_act_layer: ActLayer | None = None,
         residual: bool = True,
         drop_path_rate: float = 0.0,
         drop_path_mode: DropPathMode = "sample",
@@ -124,7 +124,7 @@ class InvertedResidual(nn.Module):
             stride,
             groups=mid_channels,
             norm_layer=norm_layer,
-            act_layer=dw_act_layer or act_layer,
+            act_layer=act_layer,
         )
         self.se = se_layer(mid_channels) if se_layer is not None else None
         self.conv_pwl = ConvNormAct(

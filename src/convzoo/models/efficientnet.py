@@ -19,9 +19,9 @@ Decision: the registered ``efficientnet_b1`` .. ``b7`` use the coefficients of t
 release (``RELEASED``, from ``efficientnet_builder.efficientnet_params``; also torchvision's and
 timm's), because Table 2's parameters, FLOPs and accuracies are those models', and released
 weights load only into them. They are *not* ``compound_scale(phi)`` for integer phi: relative to
-``compound_scale(phi = n)`` the releases are 8-19% shallower, up to 10% narrower for B1-B3 and
-within 3% for B4-B7, with resolutions within 13% (B1-B3 lower, B5-B7 up to 2% higher); the
-dropout rate is exactly the paper's "linearly from 0.2 (B0) to 0.5 (B7)" rounded to one decimal.
+``compound_scale(phi = n)`` the releases are 8-19% shallower, 9-10% narrower for B1-B3 and
+within 5% for B4-B7, with resolutions 7-12% lower for B1-B3 and within 4% for B4-B7; the dropout
+rate is exactly the paper's "linearly from 0.2 (B0) to 0.5 (B7)" rounded to one decimal.
 ``tests/test_efficientnet.py`` pins these differences.
 
 Deviations and choices:

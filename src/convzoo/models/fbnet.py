@@ -25,7 +25,7 @@ The searched architectures (Figure 4) are those of the authors' release (mobile-
 * "skip" is the identity; where the layer changes width or stride (never in A/B/C) it is a
   1x1 conv-BN-ReLU, as in the release.
 * FBNet-A's last conv is 1504 wide, as released; Table 1 says 1984 for all three, but with 1504
-  FBNet-A has exactly Table 3's 4.3M parameters and 249M MACs (with 1984: 4.97M, 259M).
+  FBNet-A has Table 3's 4.3M parameters and 249M MACs (ours 249.9M; with 1984: 4.97M, 259M).
 * FBNet-B and C do not reproduce Table 3 (B: 4.86M / 306M against 4.5M / 295M; C: 5.57M / 385M
   against 5.5M / 375M); the release and timm's ``fbnetc_100`` (identical outputs to ours, see
   tests) build the same. We build the release and record wider tolerances in the notes.
@@ -305,7 +305,7 @@ _TINY_SPEC = (
 )
 # Table 3: params M, MACs G, top-1 %; our last-conv width, exact count and tolerances.
 _TABLE3 = {
-    "fbnet_a": (FBNET_A, 4.3, 0.249, 73.0, 1504, 4_321_464, None, None),
+    "fbnet_a": (FBNET_A, 4.3, 0.249, 73.0, 1504, 4_321_464, None, 0.001),
     "fbnet_b": (FBNET_B, 4.5, 0.295, 74.1, 1984, 4_863_288, 0.4, 0.012),
     "fbnet_c": (FBNET_C, 5.5, 0.375, 74.9, 1984, 5_572_200, 0.08, 0.011),
 }
@@ -327,7 +327,8 @@ for _name, (_spec, _pm, _macs, _acc, _head, _params, _tol, _mtol) in _TABLE3.ite
             paper_macs_g=_macs,
             paper_macs_tol_g=_mtol,
             paper_accuracy=_acc,
-            notes="Last conv 1504 wide as released (Table 1: 1984); matches Table 3 exactly."
+            notes="Last conv 1504 wide as released (Table 1: 1984); then Table 3's 4.3M and 249M "
+            "hold (ours 4.32M, 249.9M MACs)."
             if _head == 1504
             else "Released architecture; Table 3's numbers are not reproducible from it "
             "(see the module docstring).",
