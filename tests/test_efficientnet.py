@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from test_models_generic import _paper_tolerance
 from torch import nn
 
 import convzoo
@@ -20,6 +19,7 @@ from convzoo.models.efficientnet import (
     compound_config,
     compound_scale,
 )
+from test_models_generic import _paper_tolerance
 
 EFFICIENTNETS = [f"efficientnet_b{i}" for i in range(8)]
 

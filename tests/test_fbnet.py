@@ -8,7 +8,6 @@ import math
 
 import pytest
 import torch
-from test_models_generic import _paper_tolerance
 from torch import nn
 
 import convzoo
@@ -26,6 +25,7 @@ from convzoo.models.fbnet import (
     spec_from_json,
     spec_to_json,
 )
+from test_models_generic import _paper_tolerance
 
 FBNETS = ["fbnet_a", "fbnet_b", "fbnet_c"]
 

@@ -6,13 +6,13 @@ import math
 
 import pytest
 import torch
-from test_models_generic import _paper_tolerance
 from torch import nn
 
 import convzoo
 from convzoo.bench.counts import model_counts
 from convzoo.interop import from_timm, from_torchvision
 from convzoo.layers.mbconv import DepthwiseSeparable, InvertedResidual
+from test_models_generic import _paper_tolerance
 
 MOBILENETS = convzoo.list_models("mobilenet_v*")
 
