@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 from torch import Tensor
 
-from convzoo.interop.mobilenet import block_parts, last_feature_index, zoo_blocks
+from convzoo.interop.mobilenet import block_parts, last_feature_index, rename_prefix, zoo_blocks
 
 _BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.(.+)")
 
@@ -21,16 +21,13 @@ _BLOCK = re.compile(r"features\.(\d+)\.(\d+)\.block\.(\d+)\.(.+)")
 def convert_torchvision(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
     blocks = dict(zoo_blocks(name))
     last = last_feature_index(state)
-    outer = {"features.0.": "stem.", f"features.{last}.": "conv_head.", "classifier.1.": "head.fc."}
+    outer = {"features.0": "stem", f"features.{last}": "conv_head", "classifier.1": "head.fc"}
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         m = _BLOCK.fullmatch(key)
         if m is not None:
             prefix = f"stages.{int(m[1]) - 1}.{m[2]}"
             out[f"{prefix}.{block_parts(blocks[prefix])[int(m[3])]}.{m[4]}"] = value
-            continue
-        src = next((s for s in outer if key.startswith(s)), None)
-        if src is None:
-            raise ValueError(f"{name}: no rule for torchvision key {key!r}")
-        out[outer[src] + key[len(src) :]] = value
+        else:
+            out[rename_prefix(key, outer, name)] = value
     return out

@@ -18,10 +18,10 @@ from convzoo.interop.core import rename_keys
 from convzoo.registry import create_model
 
 
-def zoo_blocks(name: str, **overrides: object) -> list[tuple[str, nn.Module]]:
+def zoo_blocks(name: str) -> list[tuple[str, nn.Module]]:
     """``(key prefix, block)`` of every block of ``name`` in forward order: ``stages.s.b``."""
     with torch.device("meta"):
-        model = create_model(name, **overrides)
+        model = create_model(name)
     return [
         (f"stages.{s}.{b}", block)
         for s, stage in enumerate(model.stages)
@@ -62,14 +62,19 @@ def convert_flat_blocks(
     def rename(key: str) -> str:
         m = pattern.fullmatch(key)
         if m is None:
-            for src, dst in outer.items():
-                if key.startswith(src + "."):
-                    return dst + key[len(src) :]
-            raise ValueError(f"{name}: no rule for source key {key!r}")
+            return rename_prefix(key, outer, name)
         prefix, block = blocks[int(m[1]) - 1]
         return f"{prefix}.{block_parts(block, split_pwl)[int(m[2])]}.{m[3]}"
 
     return {rename(k): v for k, v in state.items()}
+
+
+def rename_prefix(key: str, outer: Mapping[str, str], name: str) -> str:
+    """``key`` with its source prefix (a key of ``outer``, up to a dot) replaced by ours."""
+    for src, dst in outer.items():
+        if key.startswith(src + "."):
+            return dst + key[len(src) :]
+    raise ValueError(f"{name}: no rule for source key {key!r}")
 
 
 def last_feature_index(state: Mapping[str, Tensor]) -> int:
