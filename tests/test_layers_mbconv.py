@@ -85,11 +85,11 @@ def test_batch_mode_drop_path_skips_the_branch_compute():
     block.branch = counting
     x = torch.randn(2, 8, 4, 4)
     skipped = 0
-    for _ in range(200):
+    for _ in range(100):
         out = block(x)
         skipped += bool(torch.equal(out, x))
-    assert skipped + calls == 200  # every pass either skipped the branch or computed it
-    assert 60 < skipped < 140  # about half of 200 at p = 0.5
+    assert skipped + calls == 100  # every pass either skipped the branch or computed it
+    assert 25 < skipped < 75  # about half of 100 at p = 0.5 (seeded by conftest)
 
 
 def test_non_residual_blocks_never_drop():
