@@ -268,7 +268,19 @@ for _name, (_pm, _macs, _acc, _params, _ptol, _mtol) in _TABLE2.items():
             paper_macs_tol_g=_mtol,
             paper_accuracy=_acc,
             notes=f"Released coefficients width {_c.width}, depth {_c.depth}, resolution "
-            f"{_c.resolution}, dropout {_c.dropout}." + _NOTES.get(_name, ""),
+            f"{_c.resolution}, dropout {_c.dropout}"
+            + (
+                ""
+                if _name.endswith("b0")
+                else f" (compound_scale({_name[-1]}) differs, see module doc)"
+            )
+            + ". BatchNorm eps 1e-3 as the reference"
+            + (
+                "; torchvision's weights need norm_layer=nn.BatchNorm2d."
+                if _name[-1] in "01234"
+                else "."
+            )
+            + _NOTES.get(_name, ""),
         ),
         tiny=Tiny(
             overrides={

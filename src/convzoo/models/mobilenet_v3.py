@@ -216,7 +216,11 @@ for _name, _stages, _last, _hidden, _params, _pm, _macs, _acc, _tol, _macs_tol i
             paper_macs_tol_g=_macs_tol,
             paper_accuracy=_acc,
             notes="Built as released (TF-slim, torchvision)."
-            + (" Table 3 prints 5.4M for 5,483,032 parameters." if _tol else ""),
+            + (
+                " Table 3 prints 5.4M for 5,483,032 parameters."
+                if _tol
+                else " Table 2's SE on the last 1x1 conv is not in the release, nor here."
+            ),
         ),
         tiny=Tiny(
             overrides={
