@@ -26,9 +26,9 @@ The searched architectures (Figure 4) are those of the authors' release (mobile-
   1x1 conv-BN-ReLU, as in the release.
 * FBNet-A's last conv is 1504 wide, as released; Table 1 says 1984 for all three, but with 1504
   FBNet-A has Table 3's 4.3M parameters and 249M MACs (ours 249.9M; with 1984: 4.97M, 259M).
-* FBNet-B and C do not reproduce Table 3 (B: 4.86M / 306M against 4.5M / 295M; C: 5.57M / 385M
-  against 5.5M / 375M); the release and timm's ``fbnetc_100`` (identical outputs to ours, see
-  tests) build the same. We build the release and record wider tolerances in the notes.
+* FBNet-B and C built from the released block lists do not reproduce Table 3 (B: 4.86M / 306M
+  against 4.5M / 295M; C: 5.57M / 385M against 5.5M / 375M); timm's ``fbnetc_100`` has the same
+  count as ours and identical outputs (see tests). We record wider tolerances in the notes.
 * No convolution biases (the release adds them); BatchNorm with PyTorch defaults.
 * ``drop_path_rate`` (default 0) adds stochastic depth via the shared schedule; not in the paper.
 * The group-2 channel shuffle is ``_ChannelShuffle`` here; ShuffleNet's shared layer replaces it
