@@ -1,0 +1,125 @@
+"""Weight conversion for the MobileNet family (v1 from timm; v2, v3 from torchvision).
+
+torchvision numbers its blocks ``features.1 .. features.N`` in one flat list and numbers the
+parts inside a block by position, which depends on whether the block has an expansion conv or SE.
+The conversion therefore builds our model on the meta device (no memory, no arithmetic) and walks
+its blocks in order, so a block's part names come from the block itself.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from convzoo.interop.core import rename_keys
+from convzoo.registry import create_model
+
+
+def zoo_blocks(name: str) -> list[tuple[str, nn.Module]]:
+    """``(key prefix, block)`` of every block of ``name`` in forward order: ``stages.s.b``."""
+    with torch.device("meta"):
+        model = create_model(name)
+    return [
+        (f"stages.{s}.{b}", block)
+        for s, stage in enumerate(model.stages)
+        for b, block in enumerate(stage)
+    ]
+
+
+def block_parts(block: nn.Module, split_pwl: bool = False) -> list[str]:
+    """Our names of an inverted residual's parts in forward order (absent ones left out).
+
+    ``split_pwl``: the source keeps the projection conv and its BatchNorm as two entries
+    (torchvision's MobileNet v2).
+    """
+    parts = ["conv_pw"] if block.conv_pw is not None else []
+    parts.append("conv_dw")
+    if block.se is not None:
+        parts.append("se")
+    parts += ["conv_pwl.0", "conv_pwl.1"] if split_pwl else ["conv_pwl"]
+    return parts
+
+
+def convert_flat_blocks(
+    state: Mapping[str, Tensor],
+    name: str,
+    block_key: str,
+    outer: Mapping[str, str],
+    split_pwl: bool = False,
+) -> dict[str, Tensor]:
+    """Rename a torchvision state dict whose blocks are numbered in one flat list.
+
+    ``block_key`` is a regex with groups (block number, part number, rest); torchvision's
+    ``features.0`` is the stem, so its block ``features.i`` is our block ``i - 1``. ``outer`` maps
+    the remaining source prefixes (stem, last conv, classifier) to ours.
+    """
+    blocks = zoo_blocks(name)
+    pattern = re.compile(block_key)
+
+    def rename(key: str) -> str:
+        m = pattern.fullmatch(key)
+        if m is None:
+            return rename_prefix(key, outer, name)
+        prefix, block = blocks[int(m[1]) - 1]
+        return f"{prefix}.{block_parts(block, split_pwl)[int(m[2])]}.{m[3]}"
+
+    return {rename(k): v for k, v in state.items()}
+
+
+def rename_prefix(key: str, outer: Mapping[str, str], name: str) -> str:
+    """``key`` with its source prefix (a key of ``outer``, up to a dot) replaced by ours."""
+    for src, dst in outer.items():
+        if key.startswith(src + "."):
+            return dst + key[len(src) :]
+    raise ValueError(f"{name}: no rule for source key {key!r}")
+
+
+def last_feature_index(state: Mapping[str, Tensor]) -> int:
+    return max(int(k.split(".")[1]) for k in state if k.startswith("features."))
+
+
+def convert_torchvision(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
+    last = last_feature_index(state)
+    if name == "mobilenet_v2":
+        # The projection conv and its BN are separate entries (conv.k, conv.k+1) in torchvision.
+        return convert_flat_blocks(
+            state,
+            name,
+            r"features\.(\d+)\.conv\.(\d+)\.(.+)",
+            {"features.0": "stem", f"features.{last}": "conv_head", "classifier.1": "head.fc"},
+            split_pwl=True,
+        )
+    if name.startswith("mobilenet_v3"):
+        return convert_flat_blocks(
+            state,
+            name,
+            r"features\.(\d+)\.block\.(\d+)\.(.+)",
+            {
+                "features.0": "stem",
+                f"features.{last}": "conv_head",
+                "classifier.0": "head.fc_hidden",
+                "classifier.3": "head.fc",
+            },
+        )
+    raise ValueError(f"{name}: torchvision has no such MobileNet")
+
+
+# timm ``mobilenetv1_100``: the same stage/block nesting as ours, only the names differ.
+TIMM_RULES: tuple[tuple[str, str], ...] = (
+    (r"^conv_stem\.", "stem.0."),
+    (r"^bn1\.", "stem.1."),
+    (r"^blocks\.(\d+)\.(\d+)\.conv_dw\.", r"stages.\1.\2.conv_dw.0."),
+    (r"^blocks\.(\d+)\.(\d+)\.bn1\.", r"stages.\1.\2.conv_dw.1."),
+    (r"^blocks\.(\d+)\.(\d+)\.conv_pw\.", r"stages.\1.\2.conv_pw.0."),
+    (r"^blocks\.(\d+)\.(\d+)\.bn2\.", r"stages.\1.\2.conv_pw.1."),
+    (r"^classifier\.", "head.fc."),
+)
+
+
+def convert_timm(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
+    if not name.startswith("mobilenet_v1"):
+        raise ValueError(f"{name}: only MobileNet v1 converts from timm (timm mobilenetv1_*)")
+    return rename_keys(state, TIMM_RULES)
