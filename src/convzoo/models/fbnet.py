@@ -31,8 +31,6 @@ The searched architectures (Figure 4) are those of the authors' release (mobile-
   count as ours and identical outputs (see tests). We record wider tolerances in the notes.
 * No convolution biases (the release adds them); BatchNorm with PyTorch defaults.
 * ``drop_path_rate`` (default 0) adds stochastic depth via the shared schedule; not in the paper.
-* The group-2 channel shuffle is ``_ChannelShuffle`` here; ShuffleNet's shared layer replaces it
-  on merge (same reshape-transpose-flatten).
 """
 
 from __future__ import annotations
@@ -48,6 +46,7 @@ from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
 from convzoo.layers.drop import DropPathMode, drop_path_rates
 from convzoo.layers.head import ClassifierHead
 from convzoo.layers.mbconv import InvertedResidual
+from convzoo.layers.shuffle import ChannelShuffle
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -207,17 +206,6 @@ class FBNetConfig:
     in_channels: int = 3
 
 
-class _ChannelShuffle(nn.Module):
-    def __init__(self, groups: int) -> None:
-        super().__init__()
-        self.groups = groups
-
-    def forward(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        # (B, g, C/g, H, W) -> (B, C/g, g, H, W) -> (B, C, H, W)
-        return x.reshape(b, self.groups, c // self.groups, h, w).transpose(1, 2).reshape(b, c, h, w)
-
-
 def build_block(
     spec: BlockSpec,
     in_channels: int,
@@ -247,7 +235,7 @@ def build_block(
         stride=spec.stride,
         pw_groups=spec.groups,
         force_expand=True,
-        shuffle_layer=_ChannelShuffle,
+        shuffle_layer=ChannelShuffle,
         norm_layer=norm_layer,
         act_layer=act_layer,
         drop_path_rate=drop_path_rate,
