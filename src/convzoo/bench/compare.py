@@ -9,29 +9,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from convzoo.bench.counts import model_counts
-from convzoo.registry import list_models, model_info
+import torch
+
+from convzoo.bench.counts import count_params, model_counts
+from convzoo.registry import create_model, list_models, model_info
 
 __all__ = ["COMPARE_HEADER", "compare_rows", "format_compare"]
 
 
-def _diff(ours: float, paper: float | None) -> tuple[float | None, float | None]:
-    if paper is None:
+def _diff(ours: float | None, paper: float | None) -> tuple[float | None, float | None]:
+    if ours is None or paper is None:
         return None, None
     return ours - paper, (100 * (ours - paper) / paper if paper else None)
 
 
-def compare_rows(pattern: str = "*") -> list[dict[str, Any]]:
-    """One dict per registered model matching ``pattern``, sorted by name."""
+def compare_rows(pattern: str = "*", macs: bool = True) -> list[dict[str, Any]]:
+    """One dict per registered model matching ``pattern``, sorted by name. ``macs=False`` skips
+    the MAC count (the slow part: one meta-device forward pass per model)."""
     names = list_models(pattern)
     if not names:
         raise ValueError(f"no registered model matches {pattern!r}")
     rows = []
     for name in names:
         info = model_info(name)
-        counts = model_counts(name)
+        if macs:
+            counts = model_counts(name)
+        else:
+            with torch.device("meta"):
+                counts = {"params": count_params(create_model(name)), "input_size": info.input_size}
         params_m = counts["params"] / 1e6
-        macs_g = counts["macs"] / 1e9
+        macs_g = counts["macs"] / 1e9 if macs else None
         dp, dp_pct = _diff(params_m, info.paper_params_m)
         dm, dm_pct = _diff(macs_g, info.paper_macs_g)
         rows.append(

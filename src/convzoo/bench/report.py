@@ -201,6 +201,8 @@ def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
             ax.plot(*zip(*pts), marker="o", label=m["model"])
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
+    batch_sizes = p["batch_sizes"]
+    ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
     ax.set_xlabel("batch size (images)")
     ax.set_ylabel("inference latency per image (ms)")
     ax.set_title(f"Latency per image vs batch size\n{subtitle}", fontsize=10)

@@ -48,8 +48,11 @@ __all__ = [
     "ModelSpec",
     "bench_model",
     "bench_models",
+    "capture_cuda_graph",
+    "peak_memory_bytes",
     "provenance",
     "registered_spec",
+    "time_calls",
 ]
 
 OOM = "OOM"
@@ -300,7 +303,7 @@ def _autocast(cfg: BenchConfig, device: torch.device) -> contextlib.AbstractCont
     return torch.autocast(device_type=device.type, dtype=DTYPES[cfg.dtype])
 
 
-def _cuda_graph(fn: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], Tensor]:
+def capture_cuda_graph(fn: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], Tensor]:
     """Capture ``fn(x)`` once; each call replays it on the same static input and output."""
     static_x = x.clone()
     side = torch.cuda.Stream()
@@ -408,7 +411,7 @@ def _infer_cell(
     call: Callable[[], Tensor] = lambda: fn(x)  # noqa: E731
     if cfg.cuda_graphs and batch <= cfg.cuda_graph_max_batch:
         try:
-            call = _cuda_graph(fn, x)
+            call = capture_cuda_graph(fn, x)
             path += " + CUDA graph"
         except Exception as err:
             if _is_oom(err):
