@@ -352,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                 input_size=224 if cuda else 64,
                 infer_batch=256 if cuda else 2,
                 train_batch=128 if cuda else 2,
-                timing=BenchConfig(warmup=5, repeats=10, min_repeat_s=0.3) if cuda else quick,
+                timing=BenchConfig(warmup=3, repeats=5, min_repeat_s=0.2) if cuda else quick,
                 compile=not args.no_compile,
             )
             names = args.models or list(GPU_ARCHS)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import matplotlib.image
 import pytest
 import torch
 from torch import nn
 
+import convzoo
 from convzoo.bench.counts import count_macs, count_stage_macs
 from convzoo.bench.report import load_accuracies, table_text, write_report
 from convzoo.bench.runner import (
@@ -61,6 +65,7 @@ def test_every_field_is_measured_and_has_a_unit(report):
     for key in ("device_name", "dtype", "memory_format", "compile", "torch", "cudnn", "date"):
         assert key in prov
     assert prov["memory_format"] == "channels_last" and prov["batch_sizes"] == [1, 4]
+    assert prov["threads"] == 1
     assert [m["model"] for m in report["models"]] == ["nin_cifar", "tinynet"]
     for m in report["models"]:
         for key in ("params", "params_trainable", "macs", "macs_per_stage", "input_size"):
@@ -207,3 +212,21 @@ def test_cli_rejects_bad_batch_sizes(capsys):
     with pytest.raises(SystemExit):
         main(["bench", "nin_cifar", "--batch-sizes", "1,0"])
     assert "positive" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_library_comparison_script_smoke(tmp_path):
+    script = Path(__file__).parents[1] / "benchmarks" / "compare_libraries.py"
+    out = tmp_path / "cmp.json"
+    argv = [sys.executable, str(script), "--smoke", "--no-compile", "--models", "nin_cifar"]
+    subprocess.run([*argv, "resnet18", "--output", str(out)], check=True, timeout=600)
+    data = json.loads(out.read_text())
+    gpu_rows = {r["model"]: r for r in data["gpu"]["rows"]}
+    assert gpu_rows["nin_cifar"]["convzoo_infer_ms"] > 0
+    assert gpu_rows["nin_cifar"]["convzoo_fast_infer_ms"] > 0
+    cpu_rows = {r["model"]: r for r in data["cpu"]["rows"]}
+    assert cpu_rows["nin_cifar"]["convzoo_fast_ms"] > 0
+    if "resnet18" in convzoo.list_models():
+        assert gpu_rows["resnet18"]["infer_x"] > 0 and cpu_rows["resnet18"]["fast_over_tv"] > 0
+    else:
+        assert "not registered" in gpu_rows["resnet18"]["note"]

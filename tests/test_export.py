@@ -53,8 +53,11 @@ def test_unexportable_model_is_a_clear_error(tmp_path):
 
 
 def test_cli_export(tmp_path, capsys):
-    out = tmp_path / "nin.onnx"
-    assert main(["export", "nin_cifar", "--tiny", "--format", "onnx", "--output", str(out)]) == 0
+    out = tmp_path / "nin.pt2"
+    assert (
+        main(["export", "nin_cifar", "--tiny", "--format", "torch-export", "--output", str(out)])
+        == 0
+    )
     assert out.exists() and "max |exported - PyTorch|" in capsys.readouterr().out
     assert main(["export", "nin_cifr", "--output", str(out)]) == 2
     assert "nin_cifar" in capsys.readouterr().err

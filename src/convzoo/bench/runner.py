@@ -408,7 +408,8 @@ def _infer_cell(
             state.notes.append(
                 f"torch.compile failed, eager fallback: {type(err).__name__}: {str(err)[:200]}"
             )
-    call: Callable[[], Tensor] = lambda: fn(x)  # noqa: E731
+    plain: Callable[[], Tensor] = lambda: fn(x)  # noqa: E731
+    call = plain
     if cfg.cuda_graphs and batch <= cfg.cuda_graph_max_batch:
         try:
             call = capture_cuda_graph(fn, x)
@@ -420,7 +421,9 @@ def _infer_cell(
     # Memory after one call so lazily allocated workspaces are in place; before timing so an
     # over-cap batch is not timed.
     call()
-    peak = peak_memory_bytes(call, device)
+    # A CUDA graph allocates its memory pool at capture, so replays allocate nothing: measure
+    # the same work uncaptured.
+    peak = peak_memory_bytes(plain, device)
     _check_cap(peak, cfg, f"inference at batch {batch}")
     row.update(_stats(time_calls(call, device, cfg), batch, "infer"))
     row["infer_peak_mem_mib"] = peak / MIB
@@ -464,6 +467,11 @@ def _guarded(
         return dict.fromkeys(keys, ERROR)
 
 
+def _apply_threads(cfg: BenchConfig) -> None:
+    if cfg.threads is not None and torch.device(cfg.device).type == "cpu":
+        torch.set_num_threads(cfg.threads)
+
+
 def bench_model(
     spec: ModelSpec,
     cfg: BenchConfig,
@@ -471,8 +479,7 @@ def bench_model(
 ) -> dict[str, Any]:
     """Counts and measurements of one model; see the module docstring for units and method."""
     device = torch.device(cfg.device)
-    if cfg.threads is not None and device.type == "cpu":
-        torch.set_num_threads(cfg.threads)
+    _apply_threads(cfg)
     model = spec.build()
     meta = copy.deepcopy(model).to("meta")  # counting on meta costs no arithmetic
     result: dict[str, Any] = {
@@ -543,6 +550,7 @@ def bench_models(
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The whole report: provenance, units, one entry per model."""
+    _apply_threads(cfg)  # before provenance, which records the thread count
     report = {"provenance": provenance(cfg), "units": UNITS, "models": []}
     for spec in specs:
         report["models"].append(bench_model(spec, cfg, progress))
