@@ -63,8 +63,8 @@ def summary_rows(report: Mapping[str, Any]) -> list[list[str]]:
         rows.append(
             [
                 m["model"],
-                f"{m['params'] / 1e6:.3f}",
-                f"{m['macs'] / 1e9:.3f}",
+                f"{m['params'] / 1e6:.4g}",
+                f"{m['macs'] / 1e9:.4g}",
                 str(m["input_size"]),
                 _fmt(m["throughput_images_per_s"], "{:.1f}")
                 + (f" @{m['throughput_batch_size']}" if m["throughput_batch_size"] else ""),
