@@ -59,3 +59,24 @@ def test_cli_export(tmp_path, capsys):
 @pytest.mark.parametrize("name", convzoo.list_models())
 def test_onnx_every_registered_model(name, tmp_path):
     export_registered(name, "onnx", tmp_path / f"{name}.onnx", tiny=True)
+
+
+class PerSampleFilters(nn.Module):
+    """A depthwise conv whose groups = batch x channels (per-sample filters, as in dynamic filter
+    networks): ONNX's Conv needs a constant group count, so the batch cannot stay dynamic."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(3, 1, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        w_all = self.weight.repeat(b, 1, 1, 1)
+        y = nn.functional.conv2d(x.reshape(1, b * c, h, w), w_all, padding=1, groups=b * c)
+        return y.reshape(b, c, h, w).mean((2, 3))
+
+
+def test_batch_dependent_graph_falls_back_to_a_fixed_batch(tmp_path):
+    result = export_model(PerSampleFilters(), "onnx", tmp_path / "p.onnx", input_size=6)
+    assert not result.dynamic_batch and result.check_batch_size == 2
+    assert "batch size fixed at 2" in result.note and result.max_abs_diff <= 1e-4

@@ -108,6 +108,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"wrote {result.path} ({result.format}); checked at batch {result.check_batch_size}: "
         f"max |exported - PyTorch| = {result.max_abs_diff:.2e} (tolerance 1e-4)"
     )
+    if result.note:
+        print(f"note: {result.note}")
     return 0
 
 
