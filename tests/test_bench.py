@@ -90,6 +90,10 @@ def test_every_field_is_measured_and_has_a_unit(report):
         assert m["throughput_batch_size"] == 4
         assert m["throughput_images_per_s"] == m["batches"][-1]["infer_images_per_s"]
         assert not m["errors"]
+    assert (
+        report["models"][0]["accuracy_top1_pct"] == convzoo.model_info("nin_cifar").paper_accuracy
+    )
+    assert report["models"][0]["accuracy_dataset"] == "cifar"
     # A batch of 4 holds 4x the activations of a batch of 1.
     nin = report["models"][0]["batches"]
     assert nin[1]["infer_peak_mem_mib"] > 2 * nin[0]["infer_peak_mem_mib"]

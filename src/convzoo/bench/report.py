@@ -179,6 +179,10 @@ def _write_csv(report: Mapping[str, Any], path: Path) -> None:
                 writer.writerow({**{k: m.get(k) for k in CSV_FIELDS}, **b})
 
 
+def _label(m: Mapping[str, Any]) -> str:
+    return m["model"] + (f" [{m['accuracy_dataset']}]" if m.get("accuracy_dataset") else "")
+
+
 def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
     import matplotlib
 
@@ -227,7 +231,7 @@ def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
                 s=30 + 1500 * m["macs"] / top,
                 alpha=0.5,
             )
-            ax.annotate(m["model"], (m["throughput_images_per_s"], m["accuracy_top1_pct"]))
+            ax.annotate(_label(m), (m["throughput_images_per_s"], m["accuracy_top1_pct"]))
         ax.set_xscale("log")
     else:
         ax.text(0.5, 0.5, "no model has both accuracy and throughput", ha="center")
@@ -244,7 +248,7 @@ def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
     if with_acc:
         for m in with_acc:
             ax.scatter(m["params"] / 1e6, m["accuracy_top1_pct"])
-            ax.annotate(m["model"], (m["params"] / 1e6, m["accuracy_top1_pct"]))
+            ax.annotate(_label(m), (m["params"] / 1e6, m["accuracy_top1_pct"]))
         ax.set_xscale("log")
     else:
         ax.text(0.5, 0.5, "no accuracy known for these models", ha="center")

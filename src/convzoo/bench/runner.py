@@ -129,6 +129,7 @@ class ModelSpec:
     num_classes: int = 1000
     accuracy: float | None = None  # top-1 %, for the accuracy plots
     accuracy_source: str = ""
+    accuracy_dataset: str = ""  # plots label each point with it: CIFAR and ImageNet do not mix
 
 
 def registered_spec(
@@ -145,10 +146,11 @@ def registered_spec(
     overrides = dict(entry.tiny.overrides) if tiny else {}
     cfg_classes = overrides.get("num_classes", entry.info.num_classes)
     size = input_size or (entry.tiny.input_size if tiny else entry.info.input_size)
+    dataset = ""
     if accuracy is None and entry.info.paper_accuracy is not None:
         accuracy = entry.info.paper_accuracy
         dataset = entry.info.paper_accuracy_dataset or entry.info.dataset
-        accuracy_source = f"paper ({entry.info.table}; {dataset})"
+        accuracy_source = f"paper ({entry.info.table})"
     return ModelSpec(
         name=name,
         build=lambda: create_model(name, **overrides),
@@ -157,6 +159,7 @@ def registered_spec(
         num_classes=cfg_classes,
         accuracy=accuracy,
         accuracy_source=accuracy_source,
+        accuracy_dataset=dataset,
     )
 
 
@@ -491,6 +494,7 @@ def bench_model(
         "input_size": spec.input_size,
         "accuracy_top1_pct": spec.accuracy,
         "accuracy_source": spec.accuracy_source,
+        "accuracy_dataset": spec.accuracy_dataset,
     }
     del meta
     state = _State()
