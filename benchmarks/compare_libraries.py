@@ -94,7 +94,8 @@ def build(library: str, name: str) -> nn.Module:
 def _autocast(s: Setup) -> contextlib.AbstractContextManager:
     if s.dtype is None:
         return contextlib.nullcontext()
-    return torch.autocast(s.device.type, dtype=s.dtype)
+    # No cast cache, as in convzoo.bench.runner: CUDA graph capture needs it off.
+    return torch.autocast(s.device.type, dtype=s.dtype, cache_enabled=False)
 
 
 def _prepare(model: nn.Module, s: Setup) -> nn.Module:

@@ -303,7 +303,9 @@ def _check_cap(peak: int, cfg: BenchConfig, what: str) -> None:
 def _autocast(cfg: BenchConfig, device: torch.device) -> contextlib.AbstractContextManager:
     if cfg.dtype == "float32":
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=DTYPES[cfg.dtype])
+    # No cast cache: a CUDA graph captured with it would replay casts freed after capture (the
+    # cache is cleared when each call leaves autocast anyway, so it saves nothing here).
+    return torch.autocast(device_type=device.type, dtype=DTYPES[cfg.dtype], cache_enabled=False)
 
 
 def capture_cuda_graph(fn: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], Tensor]:
