@@ -150,8 +150,10 @@ def fast_infer_ms(model: nn.Module, s: Setup, batch: int) -> tuple[float, dict[s
     fn: Callable[[Tensor], Tensor] = folded
     if s.compile:
         compiled = torch.compile(folded, dynamic=False)
+        import torch._inductor.config as inductor_config
+
         freezing = (
-            torch._inductor.config.patch(freezing=True)
+            inductor_config.patch(freezing=True)
             if s.device.type == "cpu"
             else contextlib.nullcontext()
         )

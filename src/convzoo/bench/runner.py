@@ -394,8 +394,10 @@ def _infer_cell(
             with torch.inference_mode(), _autocast(cfg, device):
                 return compiled(inp)
 
+        import torch._inductor.config as inductor_config
+
         freezing = (
-            torch._inductor.config.patch(freezing=True)  # type: ignore[attr-defined]
+            inductor_config.patch(freezing=True)  # weights as constants: CPU inference only
             if device.type == "cpu"
             else contextlib.nullcontext()
         )
