@@ -44,7 +44,8 @@ from torch import Tensor, nn
 
 import convzoo
 from convzoo.bench.fold import fold_batchnorm
-from convzoo.bench.runner import BenchConfig, capture_cuda_graph, provenance, time_calls
+from convzoo.bench.measure import capture_cuda_graph, time_calls
+from convzoo.bench.runner import BenchConfig, provenance
 
 # convzoo name -> (torchvision name, timm name); None where that library lacks the architecture.
 GPU_ARCHS: dict[str, tuple[str | None, str | None]] = {
@@ -109,7 +110,11 @@ def _batch(s: Setup, n: int) -> Tensor:
 
 
 def _median_ms(fn: Callable[[], Any], s: Setup) -> float:
-    return 1e3 * statistics.median(time_calls(fn, s.device, s.timing))
+    t = s.timing
+    times = time_calls(
+        fn, s.device, warmup=t.warmup, repeats=t.repeats, min_repeat_s=t.min_repeat_s
+    )
+    return 1e3 * statistics.median(times)
 
 
 def infer_ms(model: nn.Module, s: Setup, batch: int) -> float:

@@ -9,10 +9,8 @@ to last ``min_repeat_s``; the device is synchronized before and after each repea
 median over repeats and their spread (25th and 75th percentiles, min, max).
 
 Peak memory is the peak of allocated tensor memory during one call ABOVE what was allocated just
-before it (so weights and the input batch are not counted, activations and workspaces are). On CUDA
-it comes from ``torch.cuda.max_memory_allocated``; on the CPU from the CPU allocator's events in
-``torch.profiler`` (``profile_memory=True``): the running sum of their sizes, whose maximum is the
-peak. That is allocator bookkeeping, not process RSS.
+before it (so weights and the input batch are not counted, activations and workspaces are); see
+``measure.peak_memory_bytes`` for how it is read on CUDA and on the CPU.
 
 A cell that does not fit records "OOM" (``torch.OutOfMemoryError``, or a measured peak above the
 simulated cap ``memory_cap_mib``) and the run goes on. Other errors record "error" in the cell and
@@ -24,13 +22,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import datetime
-import math
-import os
 import platform
 import statistics
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +35,7 @@ from torch import Tensor, nn
 
 from convzoo.bench.counts import count_macs, count_params, count_stage_macs
 from convzoo.bench.fold import fold_batchnorm
+from convzoo.bench.measure import capture_cuda_graph, peak_memory_bytes, sync, time_calls
 from convzoo.registry import create_model, get_entry
 
 __all__ = [
@@ -48,11 +44,8 @@ __all__ = [
     "ModelSpec",
     "bench_model",
     "bench_models",
-    "capture_cuda_graph",
-    "peak_memory_bytes",
     "provenance",
     "registered_spec",
-    "time_calls",
 ]
 
 OOM = "OOM"
@@ -207,70 +200,11 @@ def _cpu_name() -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Measuring one callable
+# Summaries of measurements
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_calls(fn: Callable[[], Any], device: torch.device, cfg: BenchConfig) -> list[float]:
-    """Seconds per call of each timed repeat, after ``cfg.warmup`` untimed calls."""
-    for _ in range(cfg.warmup):
-        fn()
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    one = time.perf_counter() - start
-    calls = max(1, math.ceil(cfg.min_repeat_s / max(one, 1e-7)))
-    times = []
-    for _ in range(cfg.repeats):
-        _sync(device)
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        _sync(device)
-        times.append((time.perf_counter() - start) / calls)
-    return times
-
-
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    # Kineto prints start/stop lines on fd 2 for every profiler session; they are not errors.
-    sys.stderr.flush()
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "w") as null:
-            os.dup2(null.fileno(), 2)
-            yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
-def peak_memory_bytes(fn: Callable[[], Any], device: torch.device) -> int:
-    """Peak allocated bytes during one call of ``fn`` above the level just before it."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        fn()
-        torch.cuda.synchronize(device)
-        return torch.cuda.max_memory_allocated(device) - before
-    from torch.profiler import ProfilerActivity, profile
-
-    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
-    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    # Only CPU activities are profiled, so every memory event is a CPU allocation or free.
-    events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"]  # type: ignore[union-attr]
-    live = peak = 0
-    for e in sorted(events, key=lambda e: e.start_ns()):
-        live += e.nbytes()
-        peak = max(peak, live)
-    return peak
+def _timing(cfg: BenchConfig) -> dict[str, Any]:
+    return {"warmup": cfg.warmup, "repeats": cfg.repeats, "min_repeat_s": cfg.min_repeat_s}
 
 
 def _stats(seconds: list[float], batch: int, prefix: str) -> dict[str, float]:
@@ -306,26 +240,6 @@ def _autocast(cfg: BenchConfig, device: torch.device) -> contextlib.AbstractCont
     # No cast cache: a CUDA graph captured with it would replay casts freed after capture (the
     # cache is cleared when each call leaves autocast anyway, so it saves nothing here).
     return torch.autocast(device_type=device.type, dtype=DTYPES[cfg.dtype], cache_enabled=False)
-
-
-def capture_cuda_graph(fn: Callable[[Tensor], Tensor], x: Tensor) -> Callable[[], Tensor]:
-    """Capture ``fn(x)`` once; each call replays it on the same static input and output."""
-    static_x = x.clone()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):  # let cuDNN pick algorithms and the allocator settle before capture
-            fn(static_x)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        static_out = fn(static_x)
-
-    def replay() -> Tensor:
-        graph.replay()
-        return static_out
-
-    return replay
 
 
 def _prepare_eval(model: nn.Module, spec: ModelSpec, cfg: BenchConfig, device: torch.device):
@@ -405,7 +319,7 @@ def _infer_cell(
         try:
             with freezing:
                 compiled_fn(x)
-            _sync(device)
+            sync(device)
             row["compile_s"] = time.perf_counter() - start
             fn, path = compiled_fn, "compiled" + (" (freezing)" if device.type == "cpu" else "")
         except Exception as err:
@@ -432,7 +346,7 @@ def _infer_cell(
     # the same work uncaptured.
     peak = peak_memory_bytes(plain, device)
     _check_cap(peak, cfg, f"inference at batch {batch}")
-    row.update(_stats(time_calls(call, device, cfg), batch, "infer"))
+    row.update(_stats(time_calls(call, device, **_timing(cfg)), batch, "infer"))
     row["infer_peak_mem_mib"] = peak / MIB
     row["infer_path"] = path
     return row
@@ -455,7 +369,7 @@ def _train_cell(
     step()  # creates gradients and momentum buffers: the steady state a training run is in
     peak = peak_memory_bytes(step, device)
     _check_cap(peak, cfg, f"training at batch {batch}")
-    row = _stats(time_calls(step, device, cfg), batch, "train")
+    row = _stats(time_calls(step, device, **_timing(cfg)), batch, "train")
     row["train_peak_mem_mib"] = peak / MIB
     return row
 
