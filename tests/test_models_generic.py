@@ -127,3 +127,15 @@ def test_full_size_param_count_matches_record_and_paper(name):
         assert math.isclose(n / 1e6, info.paper_params_m, abs_tol=tol + 1e-9), (
             f"{name}: {n / 1e6:.3f}M vs paper {info.paper_params_m}M (tolerance {tol}M)"
         )
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_converts_to_float64_and_still_runs(name):
+    # .to()/.double() go through nn.Module._apply: a model must not shadow it or hold tensors
+    # that do not follow the module.
+    model, tiny = tiny_model(name)
+    model = model.double().eval()
+    assert {p.dtype for p in model.parameters()} <= {torch.float64}
+    with torch.no_grad():
+        out = model(tiny_input(name, tiny).double())
+    assert out.dtype == torch.float64

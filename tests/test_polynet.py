@@ -210,3 +210,12 @@ def test_matches_the_released_very_deep_polynet():
     x = torch.randn(1, 3, 75, 75)  # the smallest input both accept
     with torch.no_grad():
         torch.testing.assert_close(ours.forward_features(x), ref.features(x), rtol=1e-4, atol=1e-4)
+
+
+def test_polynet_moves_between_devices_and_dtypes():
+    # nn.Module._apply backs .to()/.cpu()/.double(); a block method of that name once shadowed it.
+    model = convzoo.create_model(
+        "polynet_cifar", **convzoo.registry.get_entry("polynet_cifar").tiny.overrides
+    )
+    model = model.to(torch.float64).cpu()
+    assert {p.dtype for p in model.parameters()} == {torch.float64}

@@ -146,7 +146,7 @@ class PolyInception(nn.Module):
         self.drop_path = DropPath(drop_path, mode="batch")
         self.act = nn.ReLU()
 
-    def _apply(self, i: int, x: Tensor) -> Tensor:
+    def _branch(self, i: int, x: Tensor) -> Tensor:
         # The i-th application in a chain (poly: the shared unit's i-th use).
         return self.units[0](x, i) if self.kind == "poly" else self.units[i](x)
 
@@ -157,13 +157,13 @@ class PolyInception(nn.Module):
         if self.kind == "way":
             for i in range(self.order):
                 if keep[i]:
-                    out = out + factor * self._apply(i, x)
+                    out = out + factor * self._branch(i, x)
         else:
             # Chains: path i needs applications 0..i, so stop after the last kept path.
             needed = max((i for i in range(self.order) if keep[i]), default=-1) + 1
             h = x
             for i in range(needed):
-                h = self._apply(i, h if i == 0 else self.act(h))
+                h = self._branch(i, h if i == 0 else self.act(h))
                 if keep[i]:
                     out = out + factor * h
         return self.act(out)
