@@ -79,7 +79,9 @@ def test_reversible_backward_matches_autograd_with_dropout_and_bn():
         torch.testing.assert_close(b, ref[n], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize(("name", "paper_m", "tol"), [("irevnet_b", 125.0, 0.5), ("irevnet_a", 181.0, 12.0)])
+@pytest.mark.parametrize(
+    ("name", "paper_m", "tol"), [("irevnet_b", 125.0, 0.5), ("irevnet_a", 181.0, 12.0)]
+)
 def test_param_counts_vs_table_1(name, paper_m, tol):
     with torch.device("meta"):
         model = convzoo.create_model(name)

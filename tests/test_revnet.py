@@ -49,9 +49,9 @@ def test_memory_saving_gradients_and_bn_stats_match_autograd(bottleneck):
     model.train()
     x, target = torch.randn(6, 3, 16, 16, requires_grad=True), torch.randint(0, 10, (6,))
     twin = copy.deepcopy(model).set_memory_saving(False)
-    assert any(
-        isinstance(m, ReversibleSequence) and len(m.blocks) == 2 for m in model.modules()
-    ), "the small model must contain reversible blocks"
+    assert any(isinstance(m, ReversibleSequence) and len(m.blocks) == 2 for m in model.modules()), (
+        "the small model must contain reversible blocks"
+    )
 
     grads_rev = _train_step(model, x, target)
     x_grad_rev = x.grad.clone()
@@ -65,7 +65,9 @@ def test_memory_saving_gradients_and_bn_stats_match_autograd(bottleneck):
     # BatchNorm updated its running statistics once per step in both modes, to the same values.
     buffers_ref = dict(twin.named_buffers())
     for name, buf in model.named_buffers():
-        torch.testing.assert_close(buf, buffers_ref[name], rtol=0, atol=0 if "num" in name else 1e-6)
+        torch.testing.assert_close(
+            buf, buffers_ref[name], rtol=0, atol=0 if "num" in name else 1e-6
+        )
     nbt = [b for n, b in model.named_buffers() if n.endswith("num_batches_tracked")]
     assert nbt and all(int(b) == 1 for b in nbt)
 
@@ -74,7 +76,9 @@ def test_memory_saving_keeps_only_the_sequence_output():
     torch.manual_seed(0)
     seq = ReversibleSequence(
         [
-            ReversibleCoupling(residual_fn(4, 4, bottleneck=False), residual_fn(4, 4, bottleneck=False))
+            ReversibleCoupling(
+                residual_fn(4, 4, bottleneck=False), residual_fn(4, 4, bottleneck=False)
+            )
             for _ in range(6)
         ]
     )

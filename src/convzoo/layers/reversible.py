@@ -209,7 +209,9 @@ class ReversibleSequence(nn.Module):
         super().__init__()
         for b in blocks:
             if not isinstance(b, InvertibleBlock):
-                raise TypeError(f"ReversibleSequence takes InvertibleBlocks, got {type(b).__name__}")
+                raise TypeError(
+                    f"ReversibleSequence takes InvertibleBlocks, got {type(b).__name__}"
+                )
         self.blocks = nn.ModuleList(blocks)
         self.memory_saving = memory_saving
 

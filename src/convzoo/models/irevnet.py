@@ -42,7 +42,9 @@ from convzoo.layers.reversible import (
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
-PAPER = Paper("i-RevNet: Deep Invertible Networks", "1802.07088", "Jacobsen, Smeulders, Oyallon", 2018)
+PAPER = Paper(
+    "i-RevNet: Deep Invertible Networks", "1802.07088", "Jacobsen, Smeulders, Oyallon", 2018
+)
 
 
 @dataclass(frozen=True)
@@ -180,7 +182,12 @@ class IRevNet(ZooModel):
                     half = width
                 blocks.append(
                     IRevBlock(
-                        half, width, s, first=first, ratio=cfg.bottleneck_ratio, drop_rate=cfg.drop_rate
+                        half,
+                        width,
+                        s,
+                        first=first,
+                        ratio=cfg.bottleneck_ratio,
+                        drop_rate=cfg.drop_rate,
                     )
                 )
                 half, first = width, False
@@ -222,7 +229,9 @@ _INFO = {
         notes="Injective. Widths of (a) are our choice (see module docstring): 169.7M vs the "
         "paper's 181M.",
     ),
-    "irevnet_b": dict(params=125_120_356, paper_params_m=125.0, paper_accuracy=74.0, notes="Bijective."),
+    "irevnet_b": dict(
+        params=125_120_356, paper_params_m=125.0, paper_accuracy=74.0, notes="Bijective."
+    ),
 }
 _TINY = {
     "irevnet_a": {"depths": (1, 2), "channels": (28, 112), "strides": (2, 2), "init_pad": 1},

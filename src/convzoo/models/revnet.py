@@ -172,9 +172,7 @@ class RevNet(ZooModel):
 CONFIGS: dict[str, RevNetConfig] = {
     "revnet38_cifar": RevNetConfig(depths=(3, 3, 3), channels=(32, 32, 64, 112)),
     "revnet110_cifar": RevNetConfig(depths=(9, 9, 9), channels=(32, 32, 64, 128)),
-    "revnet164_cifar": RevNetConfig(
-        depths=(9, 9, 9), channels=(32, 32, 64, 128), bottleneck=True
-    ),
+    "revnet164_cifar": RevNetConfig(depths=(9, 9, 9), channels=(32, 32, 64, 128), bottleneck=True),
     "revnet104": RevNetConfig(
         depths=(2, 2, 11, 2),
         channels=(128, 128, 256, 512, 832),
@@ -220,5 +218,7 @@ for _name, _cfg in CONFIGS.items():
             input_size=32,
         )
         if _imagenet
-        else Tiny(overrides={**_CIFAR_TINY.overrides, "bottleneck": _cfg.bottleneck}, input_size=16),
+        else Tiny(
+            overrides={**_CIFAR_TINY.overrides, "bottleneck": _cfg.bottleneck}, input_size=16
+        ),
     )
