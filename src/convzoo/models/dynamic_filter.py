@@ -33,6 +33,7 @@ paper numbers are recorded for that reason.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -74,7 +75,7 @@ def dynamic_local_filter(x: Tensor, filters: Tensor) -> Tensor:
     """
     b, c, h, w = x.shape
     kk = filters.shape[-3]
-    k = int(round(kk**0.5))
+    k = math.isqrt(kk)
     if k * k != kk or k % 2 == 0 or filters.shape[0] != b or filters.shape[-2:] != (h, w):
         raise ValueError(
             f"filters must be (B={b}, [C,] k*k with odd k, H={h}, W={w}), got {tuple(filters.shape)}"
