@@ -76,7 +76,7 @@ def test_reversible_backward_matches_autograd_with_dropout_and_bn():
         assert _relative_error(grads[0][n], g) < 1e-5, n
     ref = dict(twin.named_buffers())
     for n, b in model.named_buffers():
-        torch.testing.assert_close(b, ref[n], rtol=0, atol=1e-6)
+        torch.testing.assert_close(b, ref[n], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ WRN layers (the paper does not itemise them), not in the generator or the embedd
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -40,6 +41,8 @@ from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
 PAPER = Paper("HyperNetworks", "1609.09106", "Ha, Dai, Le", 2016)
+
+ConvFactory = Callable[[int, int, int], nn.Module]  # (in_channels, out_channels, stride)
 
 
 class KernelGenerator(nn.Module):
@@ -123,7 +126,7 @@ class HyperWRNConfig:
 class PreActBlock(nn.Module):
     """WRN block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity or 1x1 projection shortcut."""
 
-    def __init__(self, in_ch: int, out_ch: int, stride: int, conv) -> None:
+    def __init__(self, in_ch: int, out_ch: int, stride: int, conv: ConvFactory) -> None:
         super().__init__()
         self.bn1, self.bn2 = nn.BatchNorm2d(in_ch), nn.BatchNorm2d(out_ch)
         self.conv1 = conv(in_ch, out_ch, stride)

@@ -211,7 +211,8 @@ class IRevNet(ZooModel):
         return self.stem.inverse(features)
 
     def set_memory_saving(self, enabled: bool) -> IRevNet:
-        return set_memory_saving(self, enabled)
+        set_memory_saving(self, enabled)
+        return self
 
 
 # Table 1 (ImageNet): 300-layer i-RevNets, 6-16-72-6 blocks of 3 convs, widths from the

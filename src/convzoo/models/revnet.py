@@ -164,7 +164,8 @@ class RevNet(ZooModel):
 
     def set_memory_saving(self, enabled: bool) -> RevNet:
         """Same weights, other backward algorithm (see convzoo.layers.reversible)."""
-        return set_memory_saving(self, enabled)
+        set_memory_saving(self, enabled)
+        return self
 
 
 # Table 1 (units, channels, params). CIFAR channels: stem, then stage widths; bottleneck
