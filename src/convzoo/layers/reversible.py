@@ -18,6 +18,7 @@ The two classic pitfalls of recomputation are handled here, once, for every bloc
   normalise with the batch statistics (exactly as in the forward pass) but do not update
   ``running_mean``/``running_var``/``num_batches_tracked`` a second time
   (``frozen_norm_stats``).
+* Mixed precision: the recomputation runs under the forward pass's autocast state.
 * Randomness: the RNG state (CPU and the tensor's accelerator) is captured before each residual
   function call in the forward pass and restored when that function is re-run, so dropout masks
   are replayed, not re-drawn (``InvertibleBlock.branch``).
@@ -182,6 +183,13 @@ class _ReversibleFunction(torch.autograd.Function):
             rng.append(record)
         ctx.blocks = blocks
         ctx.rng = rng
+        # Recompute under the same autocast state as the forward pass (mixed precision).
+        device_type = x.device.type
+        ctx.autocast = (
+            device_type,
+            torch.is_autocast_enabled(device_type),
+            torch.get_autocast_dtype(device_type),
+        )
         # The only activation kept: the sequence's output, from which everything is rebuilt.
         ctx.save_for_backward(x)
         return x
@@ -189,11 +197,15 @@ class _ReversibleFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
         (y,) = ctx.saved_tensors
+        device_type, autocast_on, autocast_dtype = ctx.autocast
         per_block: list[tuple] = []
         for block, rng in zip(reversed(ctx.blocks), reversed(ctx.rng)):
             block._rng_replay = rng
             try:
-                with frozen_norm_stats(block):
+                with (
+                    frozen_norm_stats(block),
+                    torch.autocast(device_type, dtype=autocast_dtype, enabled=autocast_on),
+                ):
                     y, grad_y, param_grads = block.backward_pass(y, grad_y)
             finally:
                 block._rng_replay = None
