@@ -12,7 +12,7 @@ module and weights (``memory_saving``, or ``set_memory_saving(model, flag)``):
   input from its output, re-runs the block's residual functions with autograd on and
   back-propagates through them (one extra forward pass of F and G per block).
 
-The two classic pitfalls of recomputation are handled here, once, for every block:
+The pitfalls of recomputation are handled here, once, for every block:
 
 * BatchNorm running statistics: during reconstruction and recomputation the block's norm layers
   normalise with the batch statistics (exactly as in the forward pass) but do not update
@@ -22,6 +22,9 @@ The two classic pitfalls of recomputation are handled here, once, for every bloc
 * Randomness: the RNG state (CPU and the tensor's accelerator) is captured before each residual
   function call in the forward pass and restored when that function is re-run, so dropout masks
   are replayed, not re-drawn (``InvertibleBlock.branch``).
+
+Not supported in memory-saving mode: double backward (``create_graph=True``); use
+``memory_saving=False`` for that.
 
 The additive coupling ``ReversibleCoupling`` (y1 = x1 + F(x2), y2 = x2 + G(y1)) lives here
 because both RevNet and i-RevNet use this machinery; i-RevNet's block (coupling + invertible
