@@ -13,6 +13,7 @@ with another seed. "Copy the last frame" is listed as the trivial reference.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from collections.abc import Callable
 
@@ -102,6 +103,7 @@ def main() -> None:
         bce, mse = evaluate(model.eval(), x_test, y_test, 256)
         params = sum(q.numel() for q in model.parameters())
         rows.append((label, params, bce, mse, seconds))
+        print(f"trained {label}: test BCE {bce:.4f} ({seconds:.0f} s)", file=sys.stderr)
     print("| model | params | test BCE / pixel | test MSE / pixel | train time (s) |")
     print("|---|---|---|---|---|")
     for label, params, bce, mse, seconds in rows:
