@@ -49,6 +49,7 @@ def main() -> None:
     p.add_argument("--test-sequences", type=int, default=500)
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--digit-scale", type=int, default=2)
+    p.add_argument("--num-digits", type=int, default=2)
     p.add_argument("--max-speed", type=int, default=2)
     p.add_argument("--filter-size", type=int, default=5, help="must cover 2 * max_speed + 1")
     p.add_argument("--widths", type=int, nargs=2, default=[16, 32])
@@ -65,6 +66,7 @@ def main() -> None:
             num_frames=4,
             image_size=args.image_size,
             digit_scale=args.digit_scale,
+            num_digits=args.num_digits,
             max_speed=args.max_speed,
             seed=seed,
         )
@@ -75,7 +77,7 @@ def main() -> None:
     x_test, y_test = data(args.test_sequences, seed=1)
     print(
         f"device={dev} torch={torch.__version__} float32 train={args.train_sequences} "
-        f"test={args.test_sequences} frames {args.image_size}px, 2 digits of "
+        f"test={args.test_sequences} frames {args.image_size}px, {args.num_digits} digit(s) of "
         f"{8 * args.digit_scale}px, speed <= {args.max_speed}px/frame, filters "
         f"{args.filter_size}x{args.filter_size}, widths {args.widths}, {args.steps} Adam steps of "
         f"{args.batch_size} at lr {args.lr}\n"
