@@ -184,7 +184,7 @@ CONFIGS: dict[str, RevNetConfig] = {
     ),
 }
 
-_CIFAR_TINY = Tiny(overrides={"depths": (2, 2, 2), "channels": (8, 8, 16, 16)}, input_size=16)
+_CIFAR_TINY = {"depths": (2, 2, 2), "channels": (8, 8, 16, 16)}
 _INFO = {
     "revnet38_cifar": dict(params=464_890, paper_params_m=0.46, paper_accuracy=92.76),
     "revnet110_cifar": dict(params=1_729_194, paper_params_m=1.73, paper_accuracy=94.24),
@@ -219,7 +219,5 @@ for _name, _cfg in CONFIGS.items():
             input_size=32,
         )
         if _imagenet
-        else Tiny(
-            overrides={**_CIFAR_TINY.overrides, "bottleneck": _cfg.bottleneck}, input_size=16
-        ),
+        else Tiny(overrides={**_CIFAR_TINY, "bottleneck": _cfg.bottleneck}, input_size=16),
     )
