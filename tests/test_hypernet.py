@@ -1,4 +1,4 @@
-"""HyperNetworks: kernel assembly from blocks, shared generator, parameter budget vs Table 6."""
+"""HyperNetworks: kernel assembly from blocks, shared generator, parameter budget vs the paper."""
 
 from __future__ import annotations
 
@@ -53,12 +53,12 @@ def test_one_generator_is_shared_and_gets_gradients_from_every_layer():
     ("name", "hyper_m", "plain_m"),
     [("hyper_wrn40_1_cifar", 0.097, 0.563), ("hyper_wrn40_2_cifar", 0.148, 2.236)],
 )
-def test_parameter_budget_vs_table_6(name, hyper_m, plain_m):
+def test_parameter_budget_vs_paper(name, hyper_m, plain_m):
     with torch.device("meta"):
         hyper = sum(p.numel() for p in convzoo.create_model(name).parameters())
         plain = sum(p.numel() for p in convzoo.create_model(name, hyper=False).parameters())
     # The plain WRN is the paper's within 0.4%, and the hypernetwork version is a small fraction.
     assert abs(plain / 1e6 - plain_m) / plain_m < 0.004
     assert hyper / plain < 0.18
-    # Our excess over Table 6 is the same with and without the hypernetwork.
+    # Our excess over the paper's figure is the same with and without the hypernetwork.
     assert abs((hyper / 1e6 - hyper_m) - (plain / 1e6 - plain_m)) < 0.0015

@@ -1,7 +1,8 @@
 """Static hypernetworks: a small network generates the 3x3 kernels of a wide residual network.
 
 Ha, Dai & Le, "HyperNetworks", ICLR 2017, arXiv 1609.09106. Section 3.1 and Appendix A.2
-(static hypernetwork for deep convolutional networks); numbers from Table 6 (CIFAR-10).
+(static hypernetwork for deep convolutional networks); numbers from the paper's CIFAR-10
+classification table (rows WRN 40-1/40-2 and Hyper WRN 40-1/40-2, "ours").
 
 Every generated kernel is a grid of basic blocks of ``block_size`` x ``block_size`` channels
 (16 x 16 in the paper) and ``kernel_size`` x ``kernel_size`` taps. Each block j of each layer has
@@ -19,7 +20,7 @@ WRN-40-2 whose residual-block 3x3 convs are all generated; the stem conv (3 inpu
 ``hyper=False`` builds the same network with ordinary convs (WRN-40-2, 2.2M parameters).
 
 Deviations / notes: the paper gives no initialisation for the generator; we initialise W_out so
-the generated kernels start with He-normal scale. Table 6 lists 0.097M parameters for Hyper
+the generated kernels start with He-normal scale. The CIFAR-10 table lists 0.097M parameters for Hyper
 WRN 40-1 and 0.148M for Hyper WRN 40-2 (against 0.563M / 2.236M for the plain WRNs); our builds
 have 0.0978M and 0.1556M, and the plain WRNs 0.5639M and 2.2435M: the excess over the paper
 is the same with and without the hypernetwork (~0.8k and ~7.5k), so it lies in the ordinary
@@ -184,7 +185,7 @@ register_model(
     info=ModelInfo(
         family="hypernet",
         paper=PAPER,
-        table="Table 6 (Hyper Residual Network 40-1)",
+        table="CIFAR-10 classification table (Hyper Residual Network 40-1)",
         dataset="cifar",
         input_size=32,
         num_classes=10,
@@ -192,7 +193,7 @@ register_model(
         paper_params_m=0.097,
         paper_params_tol_m=0.001,
         paper_accuracy=91.98,
-        notes="Table 6: 0.097M (WRN 40-1: 0.563M); ours 0.0978M (plain: 0.5639M), the same "
+        notes="Paper: 0.097M (WRN 40-1: 0.563M); ours 0.0978M (plain: 0.5639M), the same "
         "~0.8k excess in both, so it lies in the WRN skeleton, not the hypernetwork.",
     ),
     tiny=Tiny(overrides={"depth": 10, "block_size": 8, "base_width": 8, "z_dim": 8}, input_size=8),
@@ -204,7 +205,7 @@ register_model(
     info=ModelInfo(
         family="hypernet",
         paper=PAPER,
-        table="Table 6 (Hyper Residual Network 40-2)",
+        table="CIFAR-10 classification table (Hyper Residual Network 40-2)",
         dataset="cifar",
         input_size=32,
         num_classes=10,
@@ -212,7 +213,7 @@ register_model(
         paper_params_m=0.148,
         paper_params_tol_m=0.008,
         paper_accuracy=92.77,
-        notes="Table 6: 0.148M (WRN 40-2: 2.236M); ours 0.1556M (plain: 2.2435M), the same "
+        notes="Paper: 0.148M (WRN 40-2: 2.236M); ours 0.1556M (plain: 2.2435M), the same "
         "~7.5k excess in both, so it lies in the WRN skeleton, not the hypernetwork.",
     ),
     tiny=Tiny(overrides={"depth": 10, "block_size": 8, "base_width": 8, "z_dim": 8}, input_size=8),
