@@ -337,9 +337,9 @@ for _name, (_block, _layers, _macs, _acc, _params) in _IMAGENET_RESNETS.items():
             num_classes=1000,
             params=_params,
             paper_macs_g=_macs,
-            # ResNet v1.5 costs more than the paper's layout (see notes); the paper's own layout
-            # is checked against Table 1 in tests/test_resnet.py.
-            paper_macs_tol_g=0.35 if _bottleneck else None,
+            # Table 1 rounds loosely (3.66 is printed 3.6, 3.86 as 3.8); ResNet v1.5 also costs
+            # more than the paper's layout (see notes). tests/test_resnet.py checks that layout.
+            paper_macs_tol_g=0.35 if _bottleneck else 0.1,
             paper_accuracy=round(_acc, 2),
             notes=(_V15_NOTE if _bottleneck else "")
             + "Paper accuracy is 10-crop; ResNet-34 is option B.",
