@@ -201,28 +201,12 @@ class ResNet(ZooModel):
             min_input_size=total_stride,
         )
         self.drop_path_rate = cfg.drop_path_rate
-        if imagenet:
-            self.stem = nn.Sequential(
-                ConvNormAct(
-                    cfg.in_channels,
-                    cfg.stem_width,
-                    7,
-                    2,
-                    norm_layer=cfg.norm_layer,
-                    act_layer=cfg.act_layer,
-                ),
-                nn.MaxPool2d(3, stride=2, padding=1),
-            )
-        else:
-            self.stem = nn.Sequential(
-                ConvNormAct(
-                    cfg.in_channels,
-                    cfg.stem_width,
-                    3,
-                    norm_layer=cfg.norm_layer,
-                    act_layer=cfg.act_layer,
-                )
-            )
+        norm, act = cfg.norm_layer, cfg.act_layer
+        k = 7 if imagenet else 3  # ImageNet: 7x7/2 conv + 3x3/2 max pool; CIFAR: one 3x3 conv
+        conv = ConvNormAct(cfg.in_channels, cfg.stem_width, k, 2 if imagenet else 1,
+                           norm_layer=norm, act_layer=act)  # fmt: skip
+        pool = [nn.MaxPool2d(3, stride=2, padding=1)] if imagenet else []
+        self.stem = nn.Sequential(conv, *pool)
         rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.layers)))
         in_ch = cfg.stem_width
         stages: list[nn.Module] = []
@@ -257,31 +241,22 @@ def residual_blocks(model: nn.Module) -> list[ResidualBlock]:
 
 
 # --- He et al. 2016, section 4.2: CIFAR-10 ResNets of depth 6n+2 (n = 3, 5, 7, 9, 18, 200) ------
-# paper params (M) and CIFAR-10 test error (%) from Table 6.
+# depth: (paper params M, CIFAR-10 test error % -- both Table 6 --, our exact parameter count)
 _CIFAR_RESNETS = {
-    20: (0.27, 8.75),
-    32: (0.46, 7.51),
-    44: (0.66, 7.17),
-    56: (0.85, 6.97),
-    110: (1.7, 6.43),
-    1202: (19.4, 7.93),
-}
-_CIFAR_PARAMS = {
-    20: 269_722,
-    32: 464_154,
-    44: 658_586,
-    56: 853_018,
-    110: 1_727_962,
-    1202: 19_421_274,
+    20: (0.27, 8.75, 269_722),
+    32: (0.46, 7.51, 464_154),
+    44: (0.66, 7.17, 658_586),
+    56: (0.85, 6.97, 853_018),
+    110: (1.7, 6.43, 1_727_962),
+    1202: (19.4, 7.93, 19_421_274),
 }
 
-for _depth, (_paper_m, _err) in _CIFAR_RESNETS.items():
+for _depth, (_paper_m, _err, _params) in _CIFAR_RESNETS.items():
     _n = (_depth - 2) // 6
     register_model(
         f"resnet{_depth}_cifar",
         ResNet,
         ResNetConfig(
-            block="basic",
             layers=(_n, _n, _n),
             widths=(16, 32, 64),
             stem="cifar",
@@ -296,7 +271,7 @@ for _depth, (_paper_m, _err) in _CIFAR_RESNETS.items():
             dataset="cifar",
             input_size=32,
             num_classes=10,
-            params=_CIFAR_PARAMS[_depth],
+            params=_params,
             paper_params_m=_paper_m,
             paper_accuracy=round(100 - _err, 2),
             notes="Stochastic depth (Huang et al. 2016): drop_path_rate=0.5 on resnet110_cifar.",
@@ -308,7 +283,8 @@ for _depth, (_paper_m, _err) in _CIFAR_RESNETS.items():
     )
 
 # --- He et al. 2016, Table 1: ImageNet ResNets (option B projection shortcuts) ----------------
-# name: (block, layers, GMACs of Table 1, top-1 % from 10-crop error of Table 2 (18) / Table 3).
+# name: (block, layers, GMACs of Table 1, top-1 % from 10-crop error of Table 2 (18) / Table 3,
+#        our exact parameter count)
 _IMAGENET_RESNETS: dict[str, tuple[str, tuple[int, ...], float, float, int]] = {
     "resnet18": ("basic", (2, 2, 2, 2), 1.8, 100 - 27.88, 11_689_512),
     "resnet34": ("basic", (3, 4, 6, 3), 3.6, 100 - 24.52, 21_797_672),
@@ -342,71 +318,36 @@ for _name, (_block, _layers, _macs, _acc, _params) in _IMAGENET_RESNETS.items():
             paper_macs_tol_g=0.35 if _bottleneck else 0.1,
             paper_accuracy=round(_acc, 2),
             notes=(_V15_NOTE if _bottleneck else "")
-            + "Paper accuracy is 10-crop; ResNet-34 is option B.",
+            + "Paper accuracy is 10-crop"
+            + ("; option B shortcuts as in Table 3's ResNet-34 B." if _name == "resnet34" else "."),
         ),
         tiny=Tiny(overrides=_TINY_IMAGENET, input_size=32),
     )
 
 # --- Xie et al. 2017: ResNeXt. ImageNet: Table 1 / Table 3 / Table 5; CIFAR: Table 7 ----------
-# name: (config, paper params M, paper GMACs, paper top-1 %, our params, table)
+_R29 = {"layers": (3, 3, 3), "widths": (64, 128, 256), "stem": "cifar", "num_classes": 10}
+_R101 = {"layers": (3, 4, 23, 3)}
+_C7 = "Section 5.3; Table 7 (CIFAR-10 test error)"
+# name: (config, paper params M, paper GMACs, paper top-1 %, our exact params, table)
+# fmt: off
 _RESNEXTS: dict[str, tuple[ResNetConfig, float | None, float | None, float | None, int, str]] = {
     "resnext29_8x64d_cifar": (
-        ResNetConfig(
-            block="bottleneck",
-            layers=(3, 3, 3),
-            widths=(64, 128, 256),
-            stem="cifar",
-            cardinality=8,
-            base_width=64,
-            num_classes=10,
-        ),
-        34.4,
-        None,
-        100 - 3.65,
-        34_426_698,
-        "Section 5.3; Table 7 (CIFAR-10 test error)",
-    ),
+        ResNetConfig(block="bottleneck", cardinality=8, **_R29), 34.4, None, 100 - 3.65,
+        34_426_698, _C7),
     "resnext29_16x64d_cifar": (
-        ResNetConfig(
-            block="bottleneck",
-            layers=(3, 3, 3),
-            widths=(64, 128, 256),
-            stem="cifar",
-            cardinality=16,
-            base_width=64,
-            num_classes=10,
-        ),
-        68.1,
-        None,
-        100 - 3.58,
-        68_155_210,
-        "Section 5.3; Table 7 (CIFAR-10 test error)",
-    ),
+        ResNetConfig(block="bottleneck", cardinality=16, **_R29), 68.1, None, 100 - 3.58,
+        68_155_210, _C7),
     "resnext50_32x4d": (
         ResNetConfig(block="bottleneck", layers=(3, 4, 6, 3), cardinality=32, base_width=4),
-        25.0,
-        4.2,
-        100 - 22.2,
-        25_028_904,
-        "Table 1; Table 3 (224 single crop)",
-    ),
+        25.0, 4.2, 100 - 22.2, 25_028_904, "Table 1; Table 3 (224 single crop)"),
     "resnext101_32x8d": (
-        ResNetConfig(block="bottleneck", layers=(3, 4, 23, 3), cardinality=32, base_width=8),
-        None,
-        None,
-        None,
-        88_791_336,
-        "Table 1 template at depth 101, 32x8d (not in the paper)",
-    ),
+        ResNetConfig(block="bottleneck", cardinality=32, base_width=8, **_R101),
+        None, None, None, 88_791_336, "Table 1 template at depth 101, 32x8d (not in the paper)"),
     "resnext101_64x4d": (
-        ResNetConfig(block="bottleneck", layers=(3, 4, 23, 3), cardinality=64, base_width=4),
-        None,
-        None,
-        100 - 20.4,
-        83_455_272,
-        "Table 1 template at depth 101, 64x4d; Table 5",
-    ),
+        ResNetConfig(block="bottleneck", cardinality=64, base_width=4, **_R101),
+        None, None, 100 - 20.4, 83_455_272, "Table 1 template at depth 101, 64x4d; Table 5"),
 }
+# fmt: on
 
 for _name, (_cfg, _pm, _pg, _acc, _params, _table) in _RESNEXTS.items():
     _cifar = _cfg.stem == "cifar"
