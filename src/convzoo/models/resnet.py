@@ -324,7 +324,7 @@ for _name, (_block, _layers, _macs, _acc, _params) in _IMAGENET_RESNETS.items():
         tiny=Tiny(overrides=_TINY_IMAGENET, input_size=32),
     )
 
-# --- Xie et al. 2017: ResNeXt. ImageNet: Table 1 / Table 3 / Table 5; CIFAR: Table 7 ----------
+# --- Xie et al. 2017: ResNeXt. ImageNet: Table 1 / Table 3 / Table 4; CIFAR: Table 7 ----------
 _R29 = {"layers": (3, 3, 3), "widths": (64, 128, 256), "stem": "cifar", "num_classes": 10}
 _R101 = {"layers": (3, 4, 23, 3)}
 _C7 = "Section 5.3; Table 7 (CIFAR-10 test error)"
@@ -345,7 +345,7 @@ _RESNEXTS: dict[str, tuple[ResNetConfig, float | None, float | None, float | Non
         None, None, None, 88_791_336, "Table 1 template at depth 101, 32x8d (not in the paper)"),
     "resnext101_64x4d": (
         ResNetConfig(block="bottleneck", cardinality=64, base_width=4, **_R101),
-        None, None, 100 - 20.4, 83_455_272, "Table 1 template at depth 101, 64x4d; Table 5"),
+        None, None, 100 - 20.4, 83_455_272, "Table 1 template, depth 101; Table 4 (224 crop)"),
 }
 # fmt: on
 
