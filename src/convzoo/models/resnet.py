@@ -20,8 +20,9 @@ Deviations (all deliberate, all switchable or harmless at test time):
   put it on the first 1x1 conv (3.8 G in their Table 1): ``stride_in_1x1=True`` restores that.
 * Stochastic depth scales a kept branch by 1/(1-p) in training instead of scaling by the survival
   probability at test time: the same function up to that constant, and eval needs no rescaling.
-* ResNeXt-29 uses projection (1x1 conv + BN) shortcuts where the shape changes, as the authors'
-  released CIFAR code; CIFAR ResNets use option A (no parameters), ImageNet ResNets option B.
+* ResNeXt-29 uses projection (1x1 conv + BN) shortcuts where the shape changes (the paper does
+  not say; with them our conv + fc weights give Table 7's 34.4M / 68.1M, and the paper's counts
+  leave out BN). CIFAR ResNets use option A (no parameters), ImageNet ResNets option B.
 """
 
 from __future__ import annotations
@@ -200,7 +201,6 @@ class ResNet(ZooModel):
             num_features=num_features,
             min_input_size=total_stride,
         )
-        self.drop_path_rate = cfg.drop_path_rate
         norm, act = cfg.norm_layer, cfg.act_layer
         k = 7 if imagenet else 3  # ImageNet: 7x7/2 conv + 3x3/2 max pool; CIFAR: one 3x3 conv
         conv = ConvNormAct(cfg.in_channels, cfg.stem_width, k, 2 if imagenet else 1,

@@ -112,7 +112,6 @@ class WideResNet(ZooModel):
             num_features=widths[-1],
             min_input_size=2 ** (len(widths) - 1),
         )
-        self.drop_path_rate = cfg.drop_path_rate
         # A bare conv: the first block's BN-ReLU pre-activates it.
         self.stem = nn.Conv2d(cfg.in_channels, cfg.stem_width, 3, padding=1, bias=False)
         n = cfg.blocks_per_stage
