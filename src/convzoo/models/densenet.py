@@ -1,0 +1,280 @@
+"""Densely Connected Convolutional Networks.
+
+Huang, Liu, van der Maaten & Weinberger, "Densely Connected Convolutional Networks", CVPR 2017,
+arXiv 1608.06993.
+
+Each layer of a dense block reads the concatenation of all earlier feature maps of the block and
+adds ``growth_rate`` (k) new ones: BN-ReLU-conv3x3, or with a bottleneck (the "B" of DenseNet-BC)
+BN-ReLU-conv1x1(``bn_size`` * k)-BN-ReLU-conv3x3. Transitions between blocks are BN-ReLU-conv1x1-
+avgpool2x2; the conv keeps floor(``compression`` * m) of m channels (theta, the "C" of BC).
+CIFAR configs: section 3 "Implementation Details" and Table 2 (three blocks of (L - 4) / 3 layers,
+or (L - 4) / 6 with bottlenecks; a 3x3 stem of 16 or 2k channels). ImageNet configs: Table 1
+(7x7/2 conv of 2k channels + 3x3/2 max pool, four blocks); DenseNet-161 uses k = 48 and a 96-channel
+stem as in the authors' released models.
+
+``memory_efficient=True`` recomputes each layer's concatenation + BN + ReLU + first conv in the
+backward pass (``torch.utils.checkpoint``) instead of storing it: the memory of a block then grows
+linearly, not quadratically, with its depth (Pleiss et al. 2017, arXiv 1707.06990). Outputs,
+gradients and BN running statistics are identical to the default path.
+
+Deviations: ``drop_rate`` (dropout after every conv of a layer and of a transition, the paper's
+setting for CIFAR without augmentation, section 4.2) is 0 by default; torchvision applies dropout
+after the 3x3 conv only, so trained-with-dropout behaviour differs, eval is the same.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from convzoo.layers.conv import ActLayer, NormLayer
+from convzoo.layers.head import ClassifierHead
+from convzoo.models.base import ZooModel
+from convzoo.models.resnet import init_weights
+from convzoo.registry import ModelInfo, Paper, Tiny, register_model
+
+PAPER = Paper("Densely Connected Convolutional Networks", "1608.06993", "Huang et al.", 2017)
+
+
+@dataclass(frozen=True)
+class DenseNetConfig:
+    growth_rate: int = 32  # k
+    block_config: tuple[int, ...] = (6, 12, 24, 16)  # layers per dense block
+    num_init_features: int = 64  # stem width
+    bottleneck: bool = True  # BN-ReLU-conv1x1 before each 3x3 conv (DenseNet-B)
+    bn_size: int = 4  # bottleneck width in multiples of k
+    compression: float = 0.5  # theta: transitions keep floor(theta * m) channels
+    stem: str = "imagenet"  # "imagenet": 7x7/2 conv-BN-ReLU + 3x3/2 max pool; "cifar": 3x3 conv
+    drop_rate: float = 0.0
+    memory_efficient: bool = False
+    norm_layer: NormLayer = nn.BatchNorm2d
+    act_layer: ActLayer = nn.ReLU
+    num_classes: int = 1000
+    in_channels: int = 3
+
+    def __post_init__(self) -> None:
+        if self.stem not in ("imagenet", "cifar"):
+            raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
+        if not 0.0 < self.compression <= 1.0:
+            raise ValueError(f"compression must be in (0, 1], got {self.compression}")
+        if not self.block_config or min(self.block_config) < 1:
+            raise ValueError(f"every dense block needs a layer, got {self.block_config}")
+        if not 0.0 <= self.drop_rate < 1.0:
+            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+
+
+class DenseLayer(nn.Module):
+    """``conv1`` reads the concatenated input (a 1x1 bottleneck in DenseNet-B, else the 3x3)."""
+
+    def __init__(self, in_channels: int, cfg: DenseNetConfig) -> None:
+        super().__init__()
+        k = cfg.growth_rate
+        first_out = cfg.bn_size * k if cfg.bottleneck else k
+        self.norm1 = cfg.norm_layer(in_channels)
+        self.act1 = cfg.act_layer()
+        kernel = 1 if cfg.bottleneck else 3
+        self.conv1 = nn.Conv2d(in_channels, first_out, kernel, padding=kernel // 2, bias=False)
+        self.drop1 = nn.Dropout(cfg.drop_rate)
+        self.bottleneck = cfg.bottleneck
+        if cfg.bottleneck:
+            self.norm2 = cfg.norm_layer(first_out)
+            self.act2 = cfg.act_layer()
+            self.conv2 = nn.Conv2d(first_out, k, 3, padding=1, bias=False)
+            self.drop2 = nn.Dropout(cfg.drop_rate)
+        self.memory_efficient = cfg.memory_efficient
+
+    def _first(self, *features: Tensor) -> Tensor:
+        x = torch.cat(features, 1)  # (B, sum of channels, H, W): the quadratic-memory tensor
+        return self.drop1(self.conv1(self.act1(self.norm1(x))))
+
+    def _first_checkpointed(self, features: list[Tensor]) -> Tensor:
+        calls = 0
+
+        def run(*feats: Tensor) -> Tensor:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return self._first(*feats)
+            # The backward pass re-runs BN in training mode; its batch statistics are those of
+            # the first run, but the running averages must not be updated a second time.
+            saved = [b.clone() for b in self.norm1.buffers()]
+            try:
+                return self._first(*feats)
+            finally:
+                with torch.no_grad():
+                    for buf, old in zip(self.norm1.buffers(), saved):
+                        buf.copy_(old)
+
+        # Dropout's RNG state is restored for the recomputation (preserve_rng_state default).
+        return checkpoint(run, *features, use_reentrant=False)
+
+    def forward(self, features: list[Tensor]) -> Tensor:
+        needs_grad = torch.is_grad_enabled() and any(f.requires_grad for f in features)
+        if self.memory_efficient and needs_grad:
+            out = self._first_checkpointed(features)
+        else:
+            out = self._first(*features)
+        if self.bottleneck:
+            out = self.drop2(self.conv2(self.act2(self.norm2(out))))
+        return out
+
+
+class DenseBlock(nn.ModuleList):
+    def __init__(self, num_layers: int, in_channels: int, cfg: DenseNetConfig) -> None:
+        super().__init__(
+            DenseLayer(in_channels + i * cfg.growth_rate, cfg) for i in range(num_layers)
+        )
+        self.out_channels = in_channels + num_layers * cfg.growth_rate
+
+    def forward(self, x: Tensor) -> Tensor:
+        features = [x]
+        for layer in self:
+            features.append(layer(features))
+        return torch.cat(features, 1)  # (B, in + num_layers * k, H, W)
+
+
+def transition(in_channels: int, out_channels: int, cfg: DenseNetConfig) -> nn.Sequential:
+    return nn.Sequential(
+        OrderedDict(
+            norm=cfg.norm_layer(in_channels),
+            act=cfg.act_layer(),
+            conv=nn.Conv2d(in_channels, out_channels, 1, bias=False),
+            drop=nn.Dropout(cfg.drop_rate),
+            pool=nn.AvgPool2d(2, stride=2),
+        )
+    )
+
+
+class DenseNet(ZooModel):
+    """stem -> stages (stage i > 0 opens with a transition, then a dense block) -> BN-ReLU -> head."""
+
+    def __init__(self, cfg: DenseNetConfig) -> None:
+        imagenet = cfg.stem == "imagenet"
+        channels = cfg.num_init_features
+        stages: list[nn.Module] = []
+        for i, num_layers in enumerate(cfg.block_config):
+            parts: OrderedDict[str, nn.Module] = OrderedDict()
+            if i > 0:
+                out = math.floor(cfg.compression * channels)
+                parts["transition"] = transition(channels, out, cfg)
+                channels = out
+            parts["block"] = block = DenseBlock(num_layers, channels, cfg)
+            channels = block.out_channels
+            stages.append(nn.Sequential(parts))
+        # Each transition halves the size; the ImageNet stem divides it by 4. Average pooling has
+        # no padding, so smaller input would leave a stage with no pixels.
+        total_stride = 2 ** (len(cfg.block_config) - 1) * (4 if imagenet else 1)
+        super().__init__(
+            in_channels=cfg.in_channels,
+            num_classes=cfg.num_classes,
+            num_features=channels,
+            min_input_size=total_stride,
+        )
+        if imagenet:
+            self.stem = nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(cfg.in_channels, cfg.num_init_features, 7, 2, 3, bias=False),
+                    norm=cfg.norm_layer(cfg.num_init_features),
+                    act=cfg.act_layer(),
+                    pool=nn.MaxPool2d(3, stride=2, padding=1),
+                )
+            )
+        else:
+            # A bare conv: the first dense layer's BN-ReLU follows it.
+            self.stem = nn.Sequential(
+                OrderedDict(
+                    conv=nn.Conv2d(cfg.in_channels, cfg.num_init_features, 3, 1, 1, bias=False)
+                )
+            )
+        self.stages = nn.Sequential(*stages)
+        self.final_norm = cfg.norm_layer(channels)
+        self.final_act = cfg.act_layer()
+        self.head = ClassifierHead(channels, cfg.num_classes)
+        init_weights(self)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.final_act(self.final_norm(self.stages(self.stem(x))))
+
+
+def _cifar(depth: int, k: int, bc: bool) -> DenseNetConfig:
+    n = (depth - 4) // (6 if bc else 3)
+    return DenseNetConfig(
+        growth_rate=k,
+        block_config=(n, n, n),
+        num_init_features=2 * k if bc else 16,
+        bottleneck=bc,
+        compression=0.5 if bc else 1.0,
+        stem="cifar",
+        num_classes=10,
+    )
+
+
+# Table 2: params (M) and C10+ test error (%) (standard augmentation; no dropout); our counts.
+_CIFAR_DENSENETS = {
+    "densenet40_k12_cifar": (_cifar(40, 12, bc=False), 1.0, 5.24, 1_019_722),
+    "densenet_bc100_k12_cifar": (_cifar(100, 12, bc=True), 0.8, 4.51, 769_162),
+    "densenet_bc250_k24_cifar": (_cifar(250, 24, bc=True), 15.3, 3.62, 15_324_406),
+    "densenet_bc190_k40_cifar": (_cifar(190, 40, bc=True), 25.6, 3.46, 25_624_430),
+}
+
+for _name, (_cfg, _pm, _err, _params) in _CIFAR_DENSENETS.items():
+    register_model(
+        _name,
+        DenseNet,
+        _cfg,
+        info=ModelInfo(
+            family="densenet",
+            paper=PAPER,
+            table="Section 3 (implementation details); Table 2 (C10+)",
+            dataset="cifar",
+            input_size=32,
+            num_classes=10,
+            params=_params,
+            paper_params_m=_pm,
+            paper_accuracy=round(100 - _err, 2),
+            notes="Paper accuracy is C10+ (standard augmentation); drop_rate=0.2 is the paper's "
+            "setting without augmentation.",
+        ),
+        tiny=Tiny(
+            overrides={"growth_rate": 4, "block_config": (2, 2, 2), "num_init_features": 8},
+            input_size=16,
+        ),
+    )
+
+# Table 1 (architectures) and Table 3 (single-crop top-1 error, %); DenseNet-161 (k=48) is the
+# authors' released model, not in Table 3.
+_IMAGENET_DENSENETS = {
+    "densenet121": (32, (6, 12, 24, 16), 64, 25.02, 7_978_856),
+    "densenet169": (32, (6, 12, 32, 32), 64, 23.80, 14_149_480),
+    "densenet201": (32, (6, 12, 48, 32), 64, 22.58, 20_013_928),
+    "densenet161": (48, (6, 12, 36, 24), 96, None, 28_681_000),
+}
+
+for _name, (_k, _blocks, _init, _err, _params) in _IMAGENET_DENSENETS.items():
+    register_model(
+        _name,
+        DenseNet,
+        DenseNetConfig(growth_rate=_k, block_config=_blocks, num_init_features=_init),
+        info=ModelInfo(
+            family="densenet",
+            paper=PAPER,
+            table="Table 1; Table 3 (single-crop top-1 error)",
+            dataset="imagenet",
+            input_size=224,
+            num_classes=1000,
+            params=_params,
+            paper_accuracy=None if _err is None else round(100 - _err, 2),
+        ),
+        tiny=Tiny(
+            overrides={"growth_rate": 4, "block_config": (1, 2, 1, 1), "num_init_features": 8},
+            input_size=32,
+        ),
+    )
+
+__all__ = ["DenseLayer", "DenseNet", "DenseNetConfig"]
