@@ -92,3 +92,14 @@ def test_mismatched_architecture_is_rejected_with_key_names():
     tv = torchvision.models.resnet18(weights=None)
     with pytest.raises(ValueError, match=r"missing \['stages\.0\.2\."):
         from_torchvision("resnet34", tv)
+
+
+def test_converted_model_owns_trainable_copies_of_the_weights():
+    tv = torchvision.models.resnet18()
+    model = from_torchvision("resnet18", tv)
+    ours, theirs = dict(model.named_parameters()), dict(tv.named_parameters())
+    assert all(p.requires_grad and not p.is_meta for p in ours.values())
+    with torch.no_grad():
+        theirs["conv1.weight"].add_(1.0)
+    # Changing the source afterwards must not change the converted model.
+    assert not torch.equal(ours["stem.0.0.weight"], theirs["conv1.weight"])

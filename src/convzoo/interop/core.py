@@ -34,7 +34,9 @@ def rename_keys(state: Mapping[str, Tensor], rules: Rules) -> dict[str, Tensor]:
     return out
 
 
-def load_exact(model: nn.Module, state: Mapping[str, Tensor], source: str) -> None:
+def load_exact(
+    model: nn.Module, state: Mapping[str, Tensor], source: str, assign: bool = False
+) -> None:
     """Load ``state`` into ``model``, requiring the same keys and shapes; errors list them."""
     target = model.state_dict()
     missing = sorted(set(target) - set(state))
@@ -52,7 +54,7 @@ def load_exact(model: nn.Module, state: Mapping[str, Tensor], source: str) -> No
             f"shape mismatches {mismatched[:8]}"
         )
     with torch.no_grad():
-        model.load_state_dict(dict(state), strict=True)
+        model.load_state_dict(dict(state), strict=True, assign=assign)
 
 
 def _family_module(name: str) -> ModuleType:
@@ -71,8 +73,16 @@ def _convert(name: str, source_module: nn.Module, library: str, **overrides: Any
         raise ValueError(f"{name}: family {model_info(name).family!r} has no {library} conversion")
     state = source_module.state_dict()
     state = convert(state, name) if convert is not None else rename_keys(state, rules or ())
-    model = create_model(name, **overrides)
-    load_exact(model, state, f"{library} {type(source_module).__name__}")
+    source = f"{library} {type(source_module).__name__}"
+    # Built on meta and filled by assignment: no random init of weights about to be replaced.
+    # Copies, so that the new model does not share storage with the source module.
+    with torch.device("meta"):
+        model = create_model(name, **overrides)
+    load_exact(model, {k: v.detach().clone() for k, v in state.items()}, source, assign=True)
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        # A tensor outside the state dict (a non-persistent buffer) stayed on meta: build for real.
+        model = create_model(name, **overrides)
+        load_exact(model, state, source)
     return model
 
 
