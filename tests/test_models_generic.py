@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import convzoo
-from convzoo.bench.counts import count_params
+from convzoo.bench.counts import count_params, model_counts
 from convzoo.registry import get_entry
 
 ALL = convzoo.list_models()
@@ -144,3 +144,23 @@ def test_converts_to_float64_and_still_runs(name):
     with torch.no_grad():
         out = model(tiny_input(name, tiny).double())
     assert out.dtype == torch.float64
+
+
+def _macs_param(name: str):
+    # Counting is shape propagation on meta, but its cost grows with the network: the biggest
+    # models (over 150M parameters) run with the slow tests.
+    info = convzoo.model_info(name)
+    big = (info.params or 0) > 150_000_000
+    return pytest.param(name, marks=pytest.mark.slow) if big else name
+
+
+@pytest.mark.parametrize(
+    "name", [_macs_param(n) for n in ALL if convzoo.model_info(n).paper_macs_g is not None]
+)
+def test_full_size_macs_match_paper(name):
+    info = convzoo.model_info(name)
+    macs_g = model_counts(name)["macs"] / 1e9
+    tol = info.paper_macs_tol_g or _paper_tolerance(info.paper_macs_g)
+    assert math.isclose(macs_g, info.paper_macs_g, abs_tol=tol + 1e-9), (
+        f"{name}: {macs_g:.4f} GMACs (multiply-adds) vs paper {info.paper_macs_g} (tolerance {tol})"
+    )

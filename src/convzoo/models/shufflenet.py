@@ -175,10 +175,13 @@ for _g, (_params, _mflops, _acc) in _VARIANTS.items():
             num_classes=1000,
             params=_params,
             paper_macs_g=_mflops / 1000,
+            # Table 1 leaves out the FC layer (under 1.6M MACs at 1x): our full count is within
+            # that of the printed figure; test_shufflenet checks the FC-less count to 0.5M.
+            paper_macs_tol_g=0.0016,
             paper_accuracy=_acc,
             notes=(
                 "The paper prints no parameter count. Its FLOPs are multiply-adds (MACs) and "
-                "leave out the FC layer (paper_macs_g compares with our MACs minus the FC). "
+                "leave out the FC layer (test_shufflenet compares paper_macs_g with our MACs minus the FC; the generic test allows the FC's 1.6M MACs). "
                 "width_multiplier=s builds 'ShuffleNet s x'."
             ),
         ),
