@@ -43,6 +43,11 @@ class Splits:
     def in_memory(self) -> bool:
         return isinstance(self.train, ArrayDataset)
 
+    @property
+    def skipped(self) -> list[str]:
+        """Unreadable images dropped under ``on_bad_image="skip"`` (both splits)."""
+        return sorted(set(self.train.skipped) | set(self.val.skipped))
+
 
 def _held_out(ds: Dataset, val_fraction: float, seed: int) -> tuple[Dataset, Dataset]:
     tr, va = stratified_split(ds.labels, val_fraction, seed)

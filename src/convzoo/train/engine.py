@@ -50,10 +50,10 @@ def pick_device(name: str) -> torch.device:
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
     extra = dict(cfg.model_args)
-    if cfg.drop_path_mode is not None:
-        extra["drop_path_mode"] = cfg.drop_path_mode
-    return create_model(cfg.model, num_classes=num_classes, drop_rate=cfg.drop_rate,
-                        drop_path_rate=cfg.drop_path_rate, **extra)  # fmt: skip
+    for key in ("drop_rate", "drop_path_rate", "drop_path_mode"):
+        if getattr(cfg, key) is not None:
+            extra[key] = getattr(cfg, key)
+    return create_model(cfg.model, num_classes=num_classes, **extra)
 
 
 def image_size_of(cfg: TrainConfig) -> int:
@@ -231,7 +231,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool = False) -> dict[str, Any]
     log = MetricsLog(out, resume_step=run["step"] if ckpt else None) if info.is_main else None
     if info.is_main:
         (out / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        n_skip = len(splits.train.skipped)
+        n_skip = len(splits.skipped)
         print(f"convzoo train {cfg.model}: {splits.source}; {len(classes)} classes, "
               f"{train_loader.num_samples} "
               f"train / {len(splits.val)} val images"
@@ -259,9 +259,10 @@ def train(cfg: TrainConfig, resume: str | Path | bool = False) -> dict[str, Any]
             save_checkpoint(_state(run, epoch + 1, 0, rng_state()), out)
             assert log is not None
             log.write(record)
-            if cfg.progress:
-                print(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in record.items() if k != "kind"))  # fmt: skip
+            text = (
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in record.items()
+            )
+            print(" ".join(list(text)[1:]), flush=True)  # [1:]: without kind=epoch
     if info.is_main and log is not None:
         log.write_csv()
         if cfg.plots:
@@ -311,7 +312,7 @@ def _train_epoch(
                 _diverged(run, epoch, b - b % cfg.accum_steps, group_rng, out, info, float(loss))
             scaled = loss / cfg.accum_steps
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
-        stats["loss_sum"] += float(loss) * len(y)
+        stats["loss_sum"] += float(loss.detach()) * len(y)
         stats["correct"] += float((logits.argmax(1) == target.argmax(1)).sum())
         stats["seen"] += len(y)
         if last_in_group:
