@@ -217,17 +217,35 @@ def verify_images(folder: FolderDataset, on_bad_image: BadImagePolicy = "fail") 
 
 
 # ------------------------------------------------------------------------------ embedded default
-def load_digits(size: int = 32) -> ArrayDataset:
-    """scikit-learn's 8x8 digits, upsampled to ``size`` x ``size`` and repeated to RGB."""
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """(pixels (N, 64) in 0..16, targets (N,)) of scikit-learn's digits.
+
+    Read straight from the CSV that scikit-learn ships (``sklearn/datasets/data/digits.csv.gz``:
+    64 pixel columns then the target) because importing scikit-learn pulls in SciPy and takes
+    seconds; its ``load_digits`` is the fallback when the file moves.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is not None and spec.submodule_search_locations:
+        path = Path(spec.submodule_search_locations[0]) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            table = np.loadtxt(path, delimiter=",", dtype=np.float32)
+            return table[:, :-1], table[:, -1].astype(np.int64)
     from sklearn.datasets import load_digits as sk_digits
 
     bunch = sk_digits()
+    return bunch.data.astype(np.float32), bunch.target.astype(np.int64)
+
+
+def load_digits(size: int = 32) -> ArrayDataset:
+    """scikit-learn's 8x8 digits, upsampled to ``size`` x ``size`` and repeated to RGB."""
+    pixels, target = _digits_arrays()
     # Pixel values are 0..16 ink counts; scale to 0..255 and (N, 64) -> (N, 1, 8, 8).
-    x = torch.tensor(bunch.data, dtype=torch.float32).reshape(-1, 1, 8, 8) * (255.0 / 16.0)
+    x = torch.from_numpy(pixels).reshape(-1, 1, 8, 8) * (255.0 / 16.0)
     x = torch.nn.functional.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
     images = x.round().clamp(0, 255).to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
-    return ArrayDataset(images, torch.tensor(bunch.target, dtype=torch.int64),
-                        [str(c) for c in bunch.target_names])  # fmt: skip
+    return ArrayDataset(images, torch.from_numpy(target), [str(c) for c in range(10)])
 
 
 # ------------------------------------------------------------------------------------- splits

@@ -37,7 +37,7 @@ class TrainConfig:
     loader: str = "auto"  # "device" (GPU-resident uint8) | "workers" (DataLoader) | "auto"
     workers: int = 4  # DataLoader workers (workers path only)
     on_bad_image: str = "fail"  # "fail" names the file | "skip" drops and counts it
-    max_train_samples: int | None = None  # a stratified-order prefix, for quick runs
+    max_train_samples: int | None = None  # a random subset (split_seed) for quick runs
     # --- augmentation
     crop_padding: int = 4  # random crop after zero padding, pixels per side; 0 = off
     hflip: bool = True

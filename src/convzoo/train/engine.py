@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from convzoo.data.augment import mixup_cutmix, soft_targets
 from convzoo.data.build import Splits, load_splits
-from convzoo.data.datasets import ArrayDataset, channel_stats, stratified_split
+from convzoo.data.datasets import ArrayDataset, channel_stats
 from convzoo.data.device_loader import DeviceAugment, DeviceLoader, step_generator
 from convzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, WorkerLoader, build_transform
 from convzoo.registry import create_model, model_info
@@ -66,8 +66,10 @@ def build_loaders(
     """(train loader, val loader, mean, std); the device path when the data is in memory."""
     train = splits.train
     if cfg.max_train_samples is not None and cfg.max_train_samples < len(train):
-        keep, _ = stratified_split(train.labels, 1.0 - cfg.max_train_samples / len(train), cfg.seed)
-        train = train.subset(keep)
+        g = torch.Generator().manual_seed(cfg.split_seed)
+        train = train.subset(
+            torch.randperm(len(train), generator=g)[: cfg.max_train_samples].sort().values
+        )
     common = dict(seed=cfg.seed, rank=info.rank, world_size=info.world_size,
                   channels_last=cfg.channels_last, device=device)  # fmt: skip
     if isinstance(train, ArrayDataset):
@@ -309,7 +311,9 @@ def _train_epoch(
             loss = F.cross_entropy(logits.float(), target)
             bad = torch.tensor(float(not torch.isfinite(loss)), device=device)
             if float(du.all_reduce_sum(bad, info)) > 0:
-                _diverged(run, epoch, b - b % cfg.accum_steps, group_rng, out, info, float(loss))
+                _diverged(
+                    run, epoch, b - b % cfg.accum_steps, group_rng, out, info, float(loss.detach())
+                )
             scaled = loss / cfg.accum_steps
             (scaler.scale(scaled) if scaler is not None else scaled).backward()
         stats["loss_sum"] += float(loss.detach()) * len(y)
