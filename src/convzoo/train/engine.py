@@ -23,7 +23,6 @@ from convzoo.data.augment import mixup_cutmix, soft_targets
 from convzoo.data.build import Splits, load_splits
 from convzoo.data.datasets import ArrayDataset, channel_stats
 from convzoo.data.device_loader import DeviceAugment, DeviceLoader, step_generator
-from convzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, WorkerLoader, build_transform
 from convzoo.registry import create_model, model_info
 from convzoo.train import distributed as du
 from convzoo.train.checkpoint import (
@@ -81,6 +80,9 @@ def build_loaders(
                           drop_last=info.enabled, **common)  # fmt: skip
         vl = DeviceLoader(splits.val, cfg.batch_size, mean=mean, std=std, **common)
         return tl, vl, mean, std
+    # The worker path needs torchvision (seconds to import); the device path does not.
+    from convzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, WorkerLoader, build_transform
+
     mean, std = IMAGENET_MEAN, IMAGENET_STD
     size = image_size_of(cfg)
     t_train = build_transform(size, True, mean, std, crop_padding=cfg.crop_padding, hflip=cfg.hflip,
@@ -335,8 +337,11 @@ def _train_epoch(
                             acc=f"{100 * stats['correct'] / stats['seen']:.2f}",
                             lr=f"{optimizer.param_groups[0]['lr']:.3g}", refresh=False)  # fmt: skip
     bar.close()
-    seen = max(stats["seen"], 1)
-    return {"train_loss": stats["loss_sum"] / seen, "train_acc": 100 * stats["correct"] / seen}
+    keys = ("loss_sum", "correct", "seen")
+    total = du.all_reduce_sum(torch.tensor([stats[k] for k in keys], dtype=torch.float64,
+                                           device=device), info).tolist()  # fmt: skip
+    loss_sum, correct, seen = total[0], total[1], max(total[2], 1)
+    return {"train_loss": loss_sum / seen, "train_acc": 100 * correct / seen}
 
 
 def _optimizer_step(cfg: TrainConfig, model: nn.Module, optimizer, scaler) -> None:
