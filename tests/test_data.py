@@ -1,5 +1,6 @@
 """Datasets, splits, bad-data errors and the batched on-device augmentation."""
 
+import os
 import pickle
 
 import numpy as np
@@ -21,7 +22,8 @@ from convzoo.data.transforms import WorkerLoader, build_transform
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
+def _one_thread(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONVZOO_CACHE", str(tmp_path / "cache"))
     n = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -108,6 +110,22 @@ def test_folder_with_train_and_val(tmp_path):
     s = load_splits(str(tmp_path), image_size=8)
     assert isinstance(s.train, ArrayDataset) and s.classes == ["a", "b", "c"]
     assert s.train.images.shape == (12, 3, 8, 8) and s.val.images.shape == (6, 3, 8, 8)
+
+
+def test_decoded_folder_is_cached_and_invalidated(tmp_path):
+    root = _write_folder(tmp_path / "c", ["a", "b"], n=2, size=8)
+    first = load_splits(str(root), image_size=8, val_fraction=0.5)
+    files = list((tmp_path / "cache").rglob("*.pt"))
+    assert len(files) == 2  # train and val subsets
+    again = load_splits(str(root), image_size=8, val_fraction=0.5)
+    assert torch.equal(first.train.images, again.train.images)
+    # A changed image changes the key: decoded afresh, not served stale from the cache.
+    path = root / "a" / "0.png"
+    Image.fromarray(np.full((8, 8, 3), 99, np.uint8)).save(path)
+    os.utime(path, ns=(1, 1))
+    changed = load_splits(str(root), image_size=8, val_fraction=0.5)
+    both = torch.cat([changed.train.images, changed.val.images])
+    assert (both == 99).all(dim=(1, 2, 3)).any()
 
 
 def test_crop_flip_windows_match_padded_image():
