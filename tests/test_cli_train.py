@@ -41,6 +41,10 @@ def test_train_eval_predict(tmp_path, capsys):
     assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
     rows = (out / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+    final = json.loads((out / "final.json").read_text())
+    assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # finished: a no-op
+    assert "already finished 2 epochs of 2" in capsys.readouterr().out
+    assert json.loads((out / "final.json").read_text()) == final
 
     assert (
         main(["eval", "nin_cifar", "--checkpoint", str(out / "last.pt"), "--weights", "model"]) == 0

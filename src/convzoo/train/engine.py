@@ -242,6 +242,11 @@ def train(cfg: TrainConfig, resume: str | Path | bool = False) -> dict[str, Any]
               + (f"; skipped {n_skip} unreadable images" if n_skip else "")
               + f"; device {device}, world size {info.world_size}")  # fmt: skip
     final: dict[str, Any] = {}
+    if start_epoch >= cfg.epochs and (out / "final.json").is_file():
+        # Resuming a finished run: nothing to train (pass a larger --epochs to continue it).
+        final = json.loads((out / "final.json").read_text())
+        if info.is_main:
+            print(f"{out} already finished {start_epoch} epochs of {cfg.epochs}")
     for epoch in range(start_epoch, cfg.epochs):
         train_loader.set_epoch(epoch)
         t0 = time.perf_counter()
@@ -271,7 +276,8 @@ def train(cfg: TrainConfig, resume: str | Path | bool = False) -> dict[str, Any]
         log.write_csv()
         if cfg.plots:
             plot_curves(log.read(), out / "curves.png")
-        (out / "final.json").write_text(json.dumps(final, indent=2))
+        if final:
+            (out / "final.json").write_text(json.dumps(final, indent=2))
     du.shutdown_distributed()
     return final
 
