@@ -81,6 +81,11 @@ def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: bo
     )
 
 
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
 def all_reduce_sum(t: torch.Tensor, info: DistInfo) -> torch.Tensor:
     if info.enabled:
         dist.all_reduce(t, op=dist.ReduceOp.SUM)

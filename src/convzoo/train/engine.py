@@ -198,9 +198,13 @@ def train(cfg: TrainConfig, resume: str | Path | bool = False) -> dict[str, Any]
         ckpt = load_checkpoint(path)
 
     size = image_size_of(cfg)
+    if cfg.download and info.enabled and not info.is_main:
+        du.barrier()  # rank 0 downloads (below) before the others read
     splits = load_splits(cfg.data, image_size=size, download=cfg.download and info.is_main,
                          val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
                          on_bad_image=cfg.on_bad_image, loader=cfg.loader)  # fmt: skip
+    if cfg.download and info.enabled and info.is_main:
+        du.barrier()
     classes = splits.classes
     train_loader, val_loader, mean, std = build_loaders(cfg, splits, device, info)
     model = build_model(cfg, len(classes)).to(device)
