@@ -23,6 +23,13 @@ def _rand(n: int, g: torch.Generator) -> Tensor:
     return torch.rand(n, generator=g)
 
 
+def _to(t: Tensor, device: torch.device) -> Tensor:
+    # non_blocking: a plain .to() of a CPU tensor synchronizes the CUDA stream after the copy,
+    # which would make the host wait for the previous training step every batch. A pageable
+    # source is staged by the driver before the call returns, so the CPU tensor may die.
+    return t.to(device, non_blocking=True)
+
+
 def random_crop_flip(
     x: Tensor, padding: int, flip: bool, g: torch.Generator, n_global: int, rows: slice
 ) -> Tensor:
@@ -32,9 +39,11 @@ def random_crop_flip(
     """
     b, c, h, w = x.shape
     dev = x.device
-    oy = torch.randint(0, 2 * padding + 1, (n_global,), generator=g)[rows].to(dev)
-    ox = torch.randint(0, 2 * padding + 1, (n_global,), generator=g)[rows].to(dev)
-    fl = (_rand(n_global, g) < 0.5)[rows].to(dev)
+    oy = torch.randint(0, 2 * padding + 1, (n_global,), generator=g)
+    ox = torch.randint(0, 2 * padding + 1, (n_global,), generator=g)
+    fl = (_rand(n_global, g) < 0.5).long()
+    oy, ox, fl = _to(torch.stack([oy, ox, fl])[:, rows], dev)  # one small copy
+    fl = fl.bool()
     if padding > 0:
         x = F.pad(x, (padding, padding, padding, padding))
     # (B, H) row and (B, W) column indices of each sample's crop window.
@@ -77,7 +86,7 @@ def _box_mask(y0: Tensor, y1: Tensor, x0: Tensor, x1: Tensor, h: int, w: int, de
     """(B, 1, H, W) bool mask, True inside each sample's box."""
     yy = torch.arange(h, device=dev)[None, :, None]
     xx = torch.arange(w, device=dev)[None, None, :]
-    y0, y1, x0, x1 = (t.to(dev)[:, None, None] for t in (y0, y1, x0, x1))
+    y0, y1, x0, x1 = _to(torch.stack([y0, y1, x0, x1]), dev)[:, :, None, None]
     return ((yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x1))[:, None]
 
 
@@ -93,7 +102,7 @@ def random_erasing(x: Tensor, p: float, g: torch.Generator, n_global: int, rows:
     sample gets one box of area 2-33% and aspect 0.3-3.3 filled with N(0, 1) noise."""
     h, w = x.shape[2], x.shape[3]
     y0, y1, x0, x1 = (t[rows] for t in _boxes(n_global, h, w, g, None))
-    apply = (_rand(n_global, g) < p)[rows].to(x.device)
+    apply = _to((_rand(n_global, g) < p)[rows], x.device)
     mask = _box_mask(y0, y1, x0, x1, h, w, x.device) & apply[:, None, None, None]
     # The noise comes from the device's default generator: its values need not be reproducible
     # across a resume for the run to be correct, only the boxes do, and this keeps it on device.
