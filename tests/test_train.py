@@ -136,3 +136,10 @@ def test_convnext_style_augmentation_trains(tmp_path):
 def test_agc_path_runs(tmp_path):
     final = train(tiny(tmp_path, agc_clipping=0.01, max_train_samples=64))
     assert math.isfinite(final["train_loss"])
+
+
+def test_bfloat16_autocast_and_channels_last(tmp_path):
+    final = train(tiny(tmp_path, amp="bf16", channels_last=True, max_train_samples=64))
+    assert math.isfinite(final["train_loss"]) and final["step"] == 2
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(v.dtype != torch.bfloat16 for v in ckpt["model"].values())  # weights stay fp32
