@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import os
 import sys
 import typing
 from pathlib import Path
@@ -100,7 +101,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     except TrainingDiverged as err:
         print(f"convzoo train: {err}", file=sys.stderr)
         return 3
-    if final:
+    if final and os.environ.get("RANK", "0") == "0":  # once under torchrun
         print(f"final: val top-1 {final.get('val_acc', float('nan')):.2f}%  "
               f"top-5 {final.get('val_top5', float('nan')):.2f}%  -> {cfg.output}")  # fmt: skip
     return 0

@@ -73,6 +73,8 @@ def has_batch_drop_path(model: nn.Module) -> bool:
 
 def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: bool) -> nn.Module:
     if sync_bn:
+        if device.type != "cuda":
+            raise ValueError("--sync-bn needs CUDA devices: PyTorch's SyncBatchNorm is GPU-only")
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     return nn.parallel.DistributedDataParallel(
         model,
