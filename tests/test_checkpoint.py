@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,8 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     killed = tmp_path / "killed"
     child = subprocess.Popen([sys.executable, "-c", _CHILD, *_cli_args(killed)], env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    watchdog = threading.Timer(180, child.kill)  # never hang the suite on a stuck child
+    watchdog.start()
     try:
         for line in child.stdout:
             if "READY-TO-KILL" in line:
@@ -119,6 +122,7 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
         child.send_signal(signal.SIGKILL)
         assert child.wait(timeout=30) == -signal.SIGKILL
     finally:
+        watchdog.cancel()
         if child.poll() is None:
             child.kill()
     ckpt = load_checkpoint(killed / "last.pt")
