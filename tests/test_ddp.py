@@ -92,7 +92,12 @@ def test_two_gloo_processes_equal_one_process_on_the_combined_batch(tmp_path):
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ),
     ]  # fmt: skip
-    (ddp_out, ddp_err), (one_out, one_err) = (p.communicate(timeout=240) for p in procs)
+    try:
+        (ddp_out, ddp_err), (one_out, one_err) = (p.communicate(timeout=240) for p in procs)
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
     assert procs[0].returncode == 0, ddp_out[-3000:] + ddp_err[-3000:]
     assert procs[1].returncode == 0, one_err[-3000:]
     assert "world size 2" in ddp_out and "world size 1" in one_out
