@@ -1,0 +1,146 @@
+"""The GPU-resident loader: a small dataset lives on the device as uint8 and is augmented there.
+
+CIFAR-10's 50,000 training images are 150 MB as uint8, so they are copied to the device once.
+Each step gathers a batch by index, augments it in one batched pass (``augment``), converts to
+float and normalizes: no worker processes, no host-to-device copy per step, and the GPU never
+waits for Python. Randomness comes from a CPU generator seeded by (seed, epoch, step), so a run
+resumed mid-epoch sees the same batches, and a batch split over DDP ranks is the same batch.
+
+Sharding for DDP: every rank draws the same permutation; global batch ``k`` is
+``perm[k*B*W:(k+1)*B*W]`` and rank ``r`` takes its ``r``-th slice of ``B``. The union over ranks is
+exactly the batch a single process with batch size ``B*W`` sees.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from convzoo.data.augment import cutout, random_crop_flip, random_erasing
+from convzoo.data.datasets import ArrayDataset
+
+
+@dataclass(frozen=True)
+class DeviceAugment:
+    """Augmentation applied on the device (all off = evaluation)."""
+
+    crop_padding: int = 0
+    hflip: bool = False
+    cutout: int = 0  # side of the zeroed square in pixels; 0 = off
+    random_erasing: float = 0.0  # probability per sample
+    randaugment_n: int = 0  # ops per image; 0 = off (slow path: per-sample, see below)
+    randaugment_m: int = 9
+
+
+def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
+    """A CPU generator determined by (seed, epoch, step), identical on every rank."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
+
+
+class DeviceLoader:
+    def __init__(
+        self,
+        data: ArrayDataset,
+        batch_size: int,
+        *,
+        device: torch.device | str,
+        mean: list[float],
+        std: list[float],
+        augment: DeviceAugment | None = None,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        channels_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.device = torch.device(device)
+        self.images = data.images.to(self.device)
+        self.labels = data.labels.to(self.device)
+        self.batch_size = batch_size
+        self.augment = augment or DeviceAugment()
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+        self.channels_last = channels_last
+        self.epoch = 0
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(std, device=self.device).view(shape) * 255.0)
+        if self.augment.randaugment_n:
+            from torchvision.transforms import v2
+
+            self._randaugment = v2.RandAugment(
+                self.augment.randaugment_n, self.augment.randaugment_m
+            )
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        if self.drop_last:
+            return n // self.global_batch
+        return -(-n // self.global_batch)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.iterate(0)
+
+    def iterate(self, start_step: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        """Batches ``start_step``, ``start_step + 1``, ... of the current epoch."""
+        n = len(self.labels)
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
+            perm = torch.randperm(n, generator=g).to(self.device)
+        else:
+            perm = torch.arange(n, device=self.device)
+        for step in range(start_step, len(self)):
+            glob = perm[step * self.global_batch : (step + 1) * self.global_batch]
+            # A short last batch is split as evenly as possible; a rank may get nothing.
+            per = -(-len(glob) // self.world_size)
+            rows = slice(min(self.rank * per, len(glob)), min((self.rank + 1) * per, len(glob)))
+            idx = glob[rows]
+            yield self._batch(idx, len(glob), rows, step), self.labels[idx]
+
+    def _batch(self, idx: Tensor, n_global: int, rows: slice, step: int) -> Tensor:
+        x = self.images[idx]
+        a = self.augment
+        if a.crop_padding or a.hflip or a.cutout or a.random_erasing or a.randaugment_n:
+            g = step_generator(self.seed, self.epoch, step)
+            if a.randaugment_n:
+                x = self._apply_randaugment(x, g)
+            if a.crop_padding or a.hflip:
+                x = random_crop_flip(x, a.crop_padding, a.hflip, g, n_global, rows)
+            if a.cutout:
+                x = cutout(x, a.cutout, g, n_global, rows)
+        x = (x.float() - self.mean) * self.inv_std
+        if a.random_erasing:
+            x = random_erasing(x, a.random_erasing, g, n_global, rows)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _apply_randaugment(self, x: Tensor, g: torch.Generator) -> Tensor:
+        # torchvision's RandAugment picks one op for the whole tensor it is given, so it runs per
+        # sample (a Python loop: the slow part of this loader; used by the ConvNeXt recipe).
+        # It draws from the global RNG, which we fork from ``g`` to keep the step reproducible.
+        seed = int(torch.randint(0, 2**62, (1,), generator=g))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return torch.stack([self._randaugment(img) for img in x])
