@@ -152,3 +152,28 @@ def test_scaling_grid_respects_the_constraint():
     assert (1.0, 1.0, 1.0) not in grid
     with pytest.raises(ValueError):
         scaling_grid(budget=0.5)
+
+
+def test_scaling_search_trains_candidates_and_scales_the_best(tmp_path):
+    from convzoo.models.efficientnet import B0_STAGES
+    from convzoo.nas.scaling import ScalingSearchConfig, run_scaling_search
+
+    tiny = {"stages": B0_STAGES[:2], "stem_channels": 8, "head_channels": 32, "drop_path_rate": 0.0}
+    cfg = ScalingSearchConfig(
+        model_args=tiny, base_resolution=16, step=0.1, tolerance=0.1, max_candidates=2,
+        phis=(1, 2), output=str(tmp_path),
+        train={"epochs": 1, "batch_size": 32, "max_train_samples": 64, "progress": False,
+               "plots": False, "device": "cpu"},
+    )  # fmt: skip
+    result = run_scaling_search(cfg)
+    rows = result["candidates"]
+    assert len(rows) == 2
+    for r in rows:
+        assert abs(r["alpha"] * r["beta"] ** 2 * r["gamma"] ** 2 - 2.0) <= 0.2 + 1e-9
+        assert 0.0 <= r["val_acc"] <= 100.0 and r["resolution"] == round(16 * r["gamma"])
+        assert r["macs"] > result["base_cost"]["macs"]
+    best = max(rows, key=lambda r: r["val_acc"])
+    assert result["chosen"] == {k: best[k] for k in ("alpha", "beta", "gamma")}
+    macs = [s["macs"] for s in result["scaled"]]
+    assert macs[0] < macs[1]
+    assert (tmp_path / "scaling.json").exists()
