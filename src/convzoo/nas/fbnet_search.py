@@ -144,9 +144,13 @@ def _loaders(cfg: SearchConfig, image_size: int, device: torch.device):
     mean, std = channel_stats(w_part.images)
     aug = DeviceAugment(crop_padding=4 if image_size <= 64 else 0, hflip=True)
     common = dict(device=device, mean=mean, std=std, seed=cfg.seed, shuffle=True)
+    if len(w_part) < cfg.batch_size:
+        raise ValueError(f"{len(w_part)} training images for weights: fewer than one batch "
+                         f"of {cfg.batch_size}; lower --batch-size or use more data")  # fmt: skip
     return (
         DeviceLoader(w_part, cfg.batch_size, augment=aug, drop_last=True, **common),
-        DeviceLoader(a_part, cfg.batch_size, drop_last=True, **common),
+        # A short final batch is fine for theta; with drop_last a small split would yield nothing.
+        DeviceLoader(a_part, cfg.batch_size, **common),
         splits,
     )
 
