@@ -36,9 +36,11 @@ The searched architectures (Figure 4) are those of the authors' release (mobile-
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
+from pathlib import Path
 
 from torch import Tensor, nn
 
@@ -194,8 +196,9 @@ FBNET_C = macro_spec(
 
 @dataclass(frozen=True)
 class FBNetConfig:
-    spec: ArchSpec = FBNET_C
+    spec: ArchSpec | str = FBNET_C  # or the path of a JSON spec (what the search writes)
     stem_channels: int = 16
+    stem_stride: int = 2  # 1 for CIFAR-sized searched networks
     head_channels: int = 1984
     act_layer: ActLayer = nn.ReLU
     norm_layer: NormLayer = nn.BatchNorm2d
@@ -243,8 +246,22 @@ def build_block(
     )
 
 
+def load_spec(spec: ArchSpec | str | os.PathLike) -> ArchSpec:
+    """A spec as given, or read from a JSON file written by ``spec_to_json``."""
+    if not isinstance(spec, (str, os.PathLike)):
+        return spec
+    path = Path(spec)
+    if not path.is_file():
+        raise FileNotFoundError(f"FBNet spec file {path} does not exist")
+    try:
+        return spec_from_json(path.read_text())
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"FBNet spec file {path} is not a valid spec: {err}") from None
+
+
 class FBNet(ZooModel):
     def __init__(self, cfg: FBNetConfig) -> None:
+        cfg = replace(cfg, spec=load_spec(cfg.spec))
         blocks = [b for stage in cfg.spec for b in stage]
         if not blocks:
             raise ValueError("an FBNet spec needs at least one block")
@@ -252,10 +269,10 @@ class FBNet(ZooModel):
             in_channels=cfg.in_channels,
             num_classes=cfg.num_classes,
             num_features=cfg.head_channels,
-            min_input_size=2 ** (1 + sum(b.stride == 2 for b in blocks)),
+            min_input_size=cfg.stem_stride * 2 ** sum(b.stride == 2 for b in blocks),
         )
         conv = partial(ConvNormAct, norm_layer=cfg.norm_layer, act_layer=cfg.act_layer)
-        self.stem = conv(cfg.in_channels, cfg.stem_channels, 3, 2)
+        self.stem = conv(cfg.in_channels, cfg.stem_channels, 3, cfg.stem_stride)
         rates = iter(drop_path_rates(cfg.drop_path_rate, len(blocks)))
         in_ch = cfg.stem_channels
         stages: list[nn.Module] = []
