@@ -49,3 +49,11 @@ def test_compare_with_macs_for_every_model():
     rows = compare_rows()
     assert [r["model"] for r in rows] == convzoo.list_models()
     assert all(r["macs_g"] > 0 for r in rows)
+
+
+def test_compare_markdown_table(capsys):
+
+    assert main(["compare", "nin*", "--markdown"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("| model |") and lines[1].startswith("|---")
+    assert lines[2].startswith("| nin_cifar | 32 | 0.967 |")

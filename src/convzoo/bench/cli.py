@@ -84,6 +84,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from convzoo.bench.compare import COMPARE_HEADER, compare_rows, format_compare
 
     rows = format_compare(compare_rows(args.pattern))
+    if args.markdown:
+        from convzoo.bench.report import md_table
+
+        print(md_table(list(COMPARE_HEADER), rows))
+        return 0
     widths = [max(len(r[i]) for r in [list(COMPARE_HEADER), *rows]) for i in range(len(rows[0]))]
     for r in [list(COMPARE_HEADER), *rows]:
         print(
@@ -149,6 +154,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("compare", help="our params and MACs beside the papers' numbers")
     p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("export", help="export to ONNX or torch.export, checked against PyTorch")

@@ -98,7 +98,7 @@ def _text_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
+def md_table(header: list[str], rows: list[list[str]]) -> str:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
@@ -150,15 +150,15 @@ def _markdown(report: Mapping[str, Any]) -> str:
         "",
         "## Summary",
         "",
-        _md_table(SUMMARY_HEADER, summary_rows(report)),
+        md_table(SUMMARY_HEADER, summary_rows(report)),
         "",
         "## Latency, throughput and memory against batch size",
         "",
-        _md_table(*_batch_table(report)),
+        md_table(*_batch_table(report)),
         "",
         "## MACs per stage (millions of multiply-adds per image)",
         "",
-        _md_table(["model", "stages"], stages),
+        md_table(["model", "stages"], stages),
         "",
         "## Units",
         "",
