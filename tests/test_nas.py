@@ -177,3 +177,16 @@ def test_scaling_search_trains_candidates_and_scales_the_best(tmp_path):
     macs = [s["macs"] for s in result["scaled"]]
     assert macs[0] < macs[1]
     assert (tmp_path / "scaling.json").exists()
+
+
+def test_auto_latency_scale_keeps_log_latency_positive():
+    from convzoo.nas.fbnet_search import auto_latency_scale
+
+    def table(fixed, entries):
+        return LatencyTable(["k3_e1", "skip"], entries, fixed)
+
+    fast = table(0.05, [{"k3_e1": 0.02, "skip": 0.001}] * 3)  # fastest net: 0.053 ms
+    assert auto_latency_scale(fast) == 1000.0  # 53 units: the first power of ten >= 10
+    assert auto_latency_scale(table(12.0, [{"k3_e1": 3.0, "skip": 0.1}])) == 1.0
+    ce = torch.tensor(1.0)
+    assert torch.isfinite(fbnet_loss(ce, torch.tensor(0.053 * auto_latency_scale(fast)), 0.2, 0.6))

@@ -76,7 +76,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-train-samples", type=int, default=None)
     p.add_argument("--latency-table", default=None, help="JSON table to reuse, or to write")
     p.add_argument("--latency-batch-size", type=int, default=d.latency_batch_size)
-    p.add_argument("--latency-scale", type=float, default=d.latency_scale)
+    p.add_argument("--latency-scale", type=float, default=None, help="default: auto")
     p.add_argument("--alpha", type=float, default=d.alpha)
     p.add_argument("--beta", type=float, default=d.beta)
     p.add_argument("--seed", type=int, default=d.seed)

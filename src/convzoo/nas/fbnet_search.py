@@ -9,8 +9,10 @@ the first ``warmup_epochs`` train w only. Paper values: alpha = 0.2, beta = 0.6,
 (cosine), momentum 0.9, weight decay 1e-4; Adam lr 0.01, weight decay 5e-4; 90 epochs, 10 warm-up.
 
 Deviation: log(LAT) must be positive for the power; the paper's phone latencies (tens of ms) are.
-On a fast device a whole net can run under 1 ms; ``latency_scale`` multiplies the table before
-the log (default 1: milliseconds as in the paper) and a non-positive log is a clear error.
+On a fast device a whole net can run under 1 ms, so LAT is multiplied by ``latency_scale``
+before the log. By default (``None``) the scale is the smallest power of ten that puts the
+fastest network of the table at 10 units or more, so log(LAT) >= 2.3 as in the paper's regime;
+the scale used is recorded in ``search.json``. A non-positive log is a clear error.
 """
 
 from __future__ import annotations
@@ -28,9 +30,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
-from convzoo.bench.runner import BenchConfig, time_calls
 from convzoo.models.fbnet import spec_to_json
-from convzoo.nas.latency import LatencyTable, measure_latency_table
+from convzoo.nas.latency import LatencyTable, measure_latency_table, median_ms
 from convzoo.nas.supernet import SUPERNETS, FBNetSupernet
 from convzoo.registry import create_model
 
@@ -54,7 +55,7 @@ class SearchConfig:
     temperature_decay: float = math.exp(-0.045)  # per epoch
     alpha: float = 0.2
     beta: float = 0.6
-    latency_scale: float = 1.0  # table entries (ms) are multiplied by this before the log
+    latency_scale: float | None = None  # ms are multiplied by this before the log; None = auto
     latency_table: str | None = None  # reuse (or write) this JSON table
     latency_batch_size: int = 1
     device: str = "cpu"
@@ -84,6 +85,12 @@ def fbnet_loss(ce: Tensor, latency: Tensor, alpha: float, beta: float) -> Tensor
     return ce * alpha * log_lat**beta
 
 
+def auto_latency_scale(table: LatencyTable) -> float:
+    """Smallest power of ten putting the table's fastest network at >= 10 units."""
+    fastest = table.fixed_ms + sum(min(row.values()) for row in table.entries)
+    return 1.0 if fastest >= 10.0 else 10.0 ** math.ceil(math.log10(10.0 / fastest))
+
+
 def expected_latency(weights: Tensor, table: Tensor, fixed: float) -> Tensor:
     """Eq. 5 under the masks: fixed + sum_l sum_i m_{l,i} LAT_{l,i}."""
     return fixed + (weights * table).sum()
@@ -98,6 +105,7 @@ def search_step(
     latency_table: Tensor,
     fixed_latency: float,
     cfg: SearchConfig,
+    latency_scale: float = 1.0,
 ) -> dict[str, float]:
     """Weights on ``train_batch`` (theta frozen), then theta on ``arch_batch`` (weights frozen)."""
     stats: dict[str, float] = {}
@@ -111,7 +119,7 @@ def search_step(
         weights = supernet.mixing_weights()
         if what == "w":
             weights = weights.detach()
-        lat = expected_latency(weights, latency_table, fixed_latency) * cfg.latency_scale
+        lat = expected_latency(weights, latency_table, fixed_latency) * latency_scale
         ce = F.cross_entropy(supernet(x, weights), y)
         loss = fbnet_loss(ce, lat, cfg.alpha, cfg.beta)
         optimizer.zero_grad(set_to_none=True)
@@ -119,7 +127,7 @@ def search_step(
         optimizer.step()
         stats[f"{what}_loss"] = float(loss.detach())
         stats[f"{what}_ce"] = float(ce.detach())
-        stats["expected_latency_ms"] = float(lat.detach()) / cfg.latency_scale
+        stats["expected_latency_ms"] = float(lat.detach()) / latency_scale
     return stats
 
 
@@ -182,6 +190,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         table.save(cfg.latency_table or out / "latency_table.json")
     supernet.to(device)
     lat = table.as_tensor().to(device)
+    scale = cfg.latency_scale or auto_latency_scale(table)
     w_opt = torch.optim.SGD(supernet.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
                             weight_decay=cfg.w_weight_decay)  # fmt: skip
     steps = cfg.epochs * len(w_loader)
@@ -201,7 +210,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
             supernet.train()
             stats = search_step(supernet, w_opt, t_opt if search_theta else None, batch,
                                 next(arch_batches) if search_theta else None, lat,
-                                table.fixed_ms, cfg)  # fmt: skip
+                                table.fixed_ms, cfg, scale)  # fmt: skip
             sched.step()
             bar.set_postfix(ce=f"{stats['w_ce']:.3f}", lat=f"{stats['expected_latency_ms']:.2f}ms")
         spec = supernet.sample_spec()
@@ -220,6 +229,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         "predicted_latency_ms": table.predict(spec),
         "measured_latency_ms": measured,
         "latency_provenance": table.provenance,
+        "latency_scale": scale,
         "search_time_s": time.perf_counter() - t0,
         "theta": supernet.theta.detach().cpu().tolist(),
         "history": history,
@@ -234,8 +244,5 @@ def measure_spec_latency(model_args: dict, input_size: int, device: str, batch_s
     """Measured ms of the whole searched network (eval, one batch), as the table predicts it."""
     model = create_model("fbnet_c", **model_args).to(device).eval()
     x = torch.randn(batch_size, model.in_channels, input_size, input_size, device=device)
-    bench = BenchConfig(device=device, batch_sizes=(batch_size,), warmup=2, repeats=5,
-                        min_repeat_s=0.01)  # fmt: skip
     with torch.inference_mode():
-        times = sorted(time_calls(lambda: model(x), torch.device(device), bench))
-    return 1e3 * times[len(times) // 2]
+        return median_ms(lambda: model(x), torch.device(device))

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from convzoo.bench.runner import BenchConfig, provenance, time_calls
+from convzoo.bench.measure import time_calls
+from convzoo.bench.runner import BenchConfig, provenance
 from convzoo.models.fbnet import ArchSpec
 from convzoo.nas.supernet import FBNetSupernet
 
@@ -81,8 +82,9 @@ class LatencyTable:
             )
 
 
-def _ms(fn, device: torch.device, cfg: BenchConfig) -> float:
-    times = sorted(time_calls(fn, device, cfg))
+def median_ms(fn, device: torch.device, repeats: int = 5) -> float:
+    """Median milliseconds per call of ``fn`` on ``device`` (synchronized)."""
+    times = sorted(time_calls(fn, device, warmup=2, repeats=repeats, min_repeat_s=0.01))
     return 1e3 * times[len(times) // 2]
 
 
@@ -96,8 +98,6 @@ def measure_latency_table(
 ) -> LatencyTable:
     """Time every candidate of every searched layer (eval mode) on ``device``."""
     dev = torch.device(device)
-    bench = BenchConfig(device=device, batch_sizes=(batch_size,), warmup=2, repeats=repeats,
-                        min_repeat_s=0.01)  # fmt: skip
     cfg = supernet.cfg
     shapes = supernet.layer_input_shapes()
     entries: list[dict[str, float]] = []
@@ -108,7 +108,7 @@ def measure_latency_table(
         row = {}
         for name, op in zip(cfg.candidates, layer.ops):
             op = op.to(dev).eval()
-            row[name] = _ms(lambda op=op, x=x: op(x), dev, bench)
+            row[name] = median_ms(lambda op=op, x=x: op(x), dev, repeats)
         entries.append(row)
     stem = nn.Sequential(supernet.stem).to(dev).eval()
     tail = nn.Sequential(supernet.conv_head, supernet.head).to(dev).eval()
@@ -116,8 +116,15 @@ def measure_latency_table(
     last = shapes[-1]
     size = -(-last[1] // cfg.layers[-1][1])
     x_tail = torch.randn(batch_size, cfg.layers[-1][0], size, size, device=dev)
-    fixed = _ms(lambda: stem(x_in), dev, bench) + _ms(lambda: tail(x_tail), dev, bench)
+    fixed = median_ms(lambda: stem(x_in), dev, repeats) + median_ms(
+        lambda: tail(x_tail), dev, repeats
+    )
     supernet.to("cpu")
     return LatencyTable(
-        list(cfg.candidates), entries, fixed, batch_size, cfg.input_size, provenance(bench)
+        list(cfg.candidates),
+        entries,
+        fixed,
+        batch_size,
+        cfg.input_size,
+        provenance(BenchConfig(device=device, batch_sizes=(batch_size,), repeats=repeats)),
     )
