@@ -3,22 +3,12 @@
 import json
 
 import numpy as np
-import pytest
-import torch
 from PIL import Image
 
 from convzoo.cli import build_parser, main
 from convzoo.data.datasets import load_digits
 
 BLOCKS = "blocks=((3, 8, 8, 8), (3, 8, 8, 8), (3, 8, 8, 0))"
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_train_eval_predict(tmp_path, capsys):

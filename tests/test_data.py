@@ -22,12 +22,8 @@ from convzoo.data.transforms import WorkerLoader, build_transform
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(tmp_path, monkeypatch):
+def _private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CONVZOO_CACHE", str(tmp_path / "cache"))
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _write_folder(root, classes, n=3, size=8, bad=None):

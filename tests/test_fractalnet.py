@@ -11,15 +11,6 @@ from convzoo.bench.counts import count_params
 from convzoo.models.fractalnet import FRACTAL_DROPOUT, FractalBlock
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Many tiny forward passes: thread start-up costs more than the arithmetic.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny(name: str = "fractalnet20_cifar", **overrides) -> nn.Module:
     base = {"widths": (4, 8)} if name.startswith("fractalnet") else {"widths": (4, 4, 8, 8)}
     return convzoo.create_model(name, **{**base, **overrides})

@@ -11,14 +11,6 @@ from convzoo.bench.counts import count_params
 from convzoo.models.multiresnet import MultiResidualBlock
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: thread start-up costs more than the arithmetic
-    yield
-    torch.set_num_threads(threads)
-
-
 def meta_params(name: str, **overrides) -> int:
     with torch.device("meta"):
         return count_params(convzoo.create_model(name, **overrides))

@@ -14,14 +14,6 @@ BRANCHES = (((1, 4),), ((1, 3), (3, 4)))
 C = 6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: thread start-up costs more than the arithmetic
-    yield
-    torch.set_num_threads(threads)
-
-
 def module(kind: str, order: int, scale: float = 0.5, **kw) -> PolyInception:
     torch.manual_seed(0)
     m = PolyInception(C, BRANCHES, kind, order, scale, **kw).eval()

@@ -17,14 +17,6 @@ from convzoo.train.optim import ModelEma, build_optimizer, lr_factor
 TINY_NIN = {"blocks": ((3, 16, 16, 16), (3, 16, 16, 16), (3, 16, 16, 0)), "batch_norm": True}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def tiny(tmp_path, **kw):
     base = dict(model="nin_cifar", model_args=TINY_NIN, drop_rate=0.0, image_size=12, crop_padding=1,
                 batch_size=32, epochs=1, lr=0.1, output=str(tmp_path / "run"), progress=False,
