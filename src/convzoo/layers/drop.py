@@ -69,7 +69,7 @@ class DropPath(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Drop an already computed branch (no compute is saved this way)."""
-        if self.active and self.mode == "batch" and self.sample_drop():
+        if self.sample_drop():  # batch mode in training only
             return torch.zeros_like(x)
         return self._scale(x)
 
