@@ -1,0 +1,76 @@
+"""ConvNeXt's roadmap: each step's design, the paper's multiply-adds, and the end equal to ConvNeXt-T."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+import convzoo
+from convzoo.cli import main
+from convzoo.layers.norm import LayerNorm2d
+from convzoo.models.convnext_roadmap import STEPS, RoadmapBlock, step_names
+
+
+def test_every_step_is_registered_in_order():
+    names = convzoo.list_models("convnext_roadmap*")
+    assert names == step_names()
+    assert names[0] == "convnext_roadmap_00_resnet50"
+    assert names[-1] == "convnext_roadmap_15_convnext_t"
+
+
+def test_first_step_is_resnet50_and_last_is_convnext_tiny():
+    first, last = step_names()[0], step_names()[-1]
+    assert convzoo.model_info(first).params == convzoo.model_info("resnet50").params
+    torch.manual_seed(0)
+    tiny = convzoo.create_model("convnext_tiny").eval()
+    ours = convzoo.create_model(last).eval()
+    ours.load_state_dict(tiny.state_dict(), strict=True)
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in tiny.parameters())
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(ours(x), tiny(x), rtol=0, atol=0)
+
+
+def _blocks(name: str) -> list[RoadmapBlock]:
+    model = convzoo.create_model(name, depths=(1, 1, 1, 1), widths=(8, 8, 16, 16))
+    return [m for m in model.modules() if isinstance(m, RoadmapBlock)]
+
+
+def _count(module: nn.Module, kinds: tuple[type, ...]) -> int:
+    return sum(isinstance(m, kinds) for m in module.modules())
+
+
+def test_micro_design_steps_change_what_they_name():
+    names = {s.slug: n for s, n in zip(STEPS, step_names())}
+    norms = (nn.BatchNorm2d, LayerNorm2d)
+    # Before "fewer activations": three per block (two in the branch, one after the sum).
+    for block in _blocks(names["gelu"]):
+        assert _count(block.convs, (nn.GELU,)) == 2 and isinstance(block.act, nn.GELU)
+    for block in _blocks(names["fewer_activations"]):
+        assert _count(block.convs, (nn.GELU, nn.ReLU)) == 1 and isinstance(block.act, nn.Identity)
+        assert _count(block.convs, norms) == 3
+    for block in _blocks(names["fewer_norms"]):
+        assert _count(block.convs, norms) == 1
+        assert block.convs[0][0].groups == block.convs[0][0].in_channels  # the depthwise conv
+    model = convzoo.create_model(names["bn_to_ln"], depths=(1, 1, 1, 1), widths=(8, 8, 16, 16))
+    assert _count(model, (nn.BatchNorm2d,)) == 0 and _count(model, (LayerNorm2d,)) > 0
+    kernels = [s.changes.get("kernel_size") for s in STEPS]
+    assert kernels[7:11] == [5, 7, 9, 11]
+
+
+def test_cli_compare_prints_the_papers_gflops_beside_ours(capsys):
+    assert main(["compare", "convnext_roadmap_0[3-6]*"]) == 0
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    rows = [r for r in rows if r and r[0].startswith("convnext_roadmap")]
+    assert [r[0] for r in rows] == step_names()[3:7]
+    for r, step in zip(rows, STEPS[3:7]):
+        macs = float(r[5])
+        paper = float(r[6])
+        assert paper == pytest.approx(step.paper_gflops)
+        # Our multiply-adds reproduce the paper's figure to its printed precision.
+        assert abs(macs - paper) <= 0.006, r
+        assert float(r[-1]) == pytest.approx(step.paper_top1)
+        assert re.fullmatch(r"[+-]\d+\.\d{3}", r[7])
