@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import re
 
 import pytest
@@ -9,6 +10,7 @@ import torch
 from torch import nn
 
 import convzoo
+from convzoo.bench.compare import MB, compare_rows, state_dict_mb
 from convzoo.cli import main
 from convzoo.layers.norm import LayerNorm2d
 from convzoo.models.convnext_roadmap import STEPS, RoadmapBlock, step_names
@@ -67,10 +69,27 @@ def test_cli_compare_prints_the_papers_gflops_beside_ours(capsys):
     rows = [r for r in rows if r and r[0].startswith("convnext_roadmap")]
     assert [r[0] for r in rows] == step_names()[3:7]
     for r, step in zip(rows, STEPS[3:7]):
-        macs = float(r[5])
-        paper = float(r[6])
+        macs = float(r[7])
+        paper = float(r[8])
         assert paper == pytest.approx(step.paper_gflops)
         # Our multiply-adds reproduce the paper's figure to its printed precision.
         assert abs(macs - paper) <= 0.006, r
         assert float(r[-1]) == pytest.approx(step.paper_top1)
-        assert re.fullmatch(r"[+-]\d+\.\d{3}", r[7])
+        assert re.fullmatch(r"[+-]\d+\.\d{3}", r[9])
+
+
+def test_model_size_columns(capsys):
+    # SqueezeNet Table 2: 1.25M parameters are "4.8MB" at 32 bits, so MB = 2^20 bytes.
+    (row,) = compare_rows("squeezenet1_0", macs=False)
+    assert round(row["size_mb_fp32"], 1) == 4.8
+    assert row["size_mb_fp16"] == pytest.approx(row["size_mb_fp32"] / 2, rel=1e-3)
+    # The count is what torch.save writes, up to its headers (a few KB).
+    model = convzoo.create_model("resnet18")
+    buffer = io.BytesIO()
+    torch.save(model.state_dict(), buffer)
+    assert 0 <= buffer.tell() / MB - state_dict_mb(model) < 0.05
+    assert main(["compare", "squeezenet1_0"]) == 0
+    header, line = capsys.readouterr().out.splitlines()[:2]
+    columns = dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", line.strip())))
+    assert float(columns["MB fp32"]) == pytest.approx(row["size_mb_fp32"], abs=0.005)
+    assert float(columns["MB fp16"]) == pytest.approx(row["size_mb_fp16"], abs=0.005)

@@ -49,6 +49,22 @@ def cmd_cam(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_draw_arch(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from convzoo.lab.draw_arch import draw_arch, resolve_spec
+
+    spec, title = resolve_spec(args.arch)
+    rows = draw_arch(spec, args.output, title=title)
+    print(f"{'layer':>5} {'stage':>5}  {'block':9s} {'out':>5} {'stride':>6}")
+    for r in rows:
+        print(f"{r.layer:5d} {r.stage:5d}  {r.candidate:9s} {r.out_channels:5d} {r.stride:6d}")
+    counts = Counter(r.candidate for r in rows)
+    print("blocks: " + ", ".join(f"{k} x{v}" for k, v in sorted(counts.items())))
+    print(f"wrote {args.output}")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("scale", help="params and MACs of a model scaled by depth/width/resolution")
     p.add_argument("name", help="mobilenet_v1, mobilenet_v2, resnet50, efficientnet_b0, ...")
@@ -69,3 +85,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", default="cam.png")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_cam)
+
+    p = sub.add_parser("draw-arch", help="FBNet-style picture of a block spec (Figure 4)")
+    p.add_argument("arch", metavar="ARCH", help="spec JSON (search output) or fbnet_a|b|c")
+    p.add_argument("--output", default="arch.png")
+    p.set_defaults(func=cmd_draw_arch)
