@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 import convzoo
+from conftest import tiny_input, tiny_model
 from convzoo.cli import main
 from convzoo.lab.cam import class_activation_map, has_linear_gap_head, upsample
-from convzoo.registry import get_entry
 
 COLOURS = {"blue": (30, 30, 230), "red": (230, 30, 30)}
 SQUARE = 8  # pixels
@@ -96,10 +96,9 @@ def test_cam_is_the_logit_map_and_gradcam_agrees_on_a_linear_head():
 
 @pytest.mark.parametrize("name", ["convnext_tiny", "nin_cifar", "squeezenet1_1", "efficientnet_b0"])
 def test_every_head_gets_a_map(name):
-    entry = get_entry(name)
-    model = convzoo.create_model(name, **entry.tiny.overrides).eval()
-    size = entry.tiny.input_size
-    x = torch.randn(1, 3, size, size)
+    model = tiny_model(name).eval()
+    x = tiny_input(name, batch=1)
+    size = x.shape[-1]
     cam, _, method = class_activation_map(model, x)
     feats = model.forward_features(x)
     assert cam.shape == feats.shape[-2:]

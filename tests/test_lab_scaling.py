@@ -69,15 +69,18 @@ def test_cli_scale_prints_the_scaled_counts(capsys):
 
 
 def test_cli_scale_bad_input_is_one_line(capsys):
-    assert main(["scale", "resnet50", "--width", "-1"]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # refused while parsing the flag
+        main(["scale", "resnet50", "--width", "-1"])
+    assert exit_info.value.code == 2
+    assert main(["scale", "nin_cifar", "--depth", "2"]) == 2  # refused by the library
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "width" in err[0]
+    assert len(err) == 2 and "--width" in err[0] and "no scaling rule" in err[1]
 
 
 def test_scaling_search_accepts_a_resnet_base(tmp_path, capsys):
-    tiny = {"base_args": {"layers": [1, 1, 1, 1], "widths": [4, 8, 8, 16], "stem_width": 8}}
     out = tmp_path / "search"
-    argv = ["search", "scaling", "--base", "resnet50", "--model-args", json.dumps(tiny),
+    argv = ["search", "scaling", "--base", "resnet50", "--model-arg", "layers=(1, 1, 1, 1)",
+            "--model-arg", "widths=(4, 8, 8, 16)", "--model-arg", "stem_width=8",
             "--base-resolution", "32", "--max-candidates", "1", "--epochs", "1",
             "--max-train-samples", "64", "--batch-size", "32", "--output", str(out)]  # fmt: skip
     assert main(argv) == 0

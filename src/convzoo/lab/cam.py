@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor, nn
 
+from convzoo.cliutil import UsageError, option, validate_config
 from convzoo.data.datasets import DataError
 from convzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
 from convzoo.layers.head import ClassifierHead
@@ -41,21 +42,20 @@ class CamConfig:
     checkpoints: tuple[str, ...] = ()  # convzoo training checkpoints, one per model
     pretrained: bool = False
     target: str | None = None  # class name or index; None = each model's top class
-    method: str = "auto"  # "auto": CAM where the head allows it, else Grad-CAM
+    method: str = option("auto", choices=METHODS)  # "auto": CAM where the head allows it
     output: str = "cam.png"
-    device: str = "cpu"
+    device: str = option("cpu", device=True)
 
     def __post_init__(self) -> None:
+        validate_config(self)
         if not self.images:
-            raise ValueError("cam needs at least one IMAGE")
-        if self.method not in METHODS:
-            raise ValueError(f"--method must be one of {METHODS}, got {self.method!r}")
+            raise UsageError("cam needs at least one IMAGE")
         if bool(self.checkpoints) == self.pretrained:
-            raise ValueError("give either --checkpoint PATH[,PATH...] or --pretrained")
+            raise UsageError("give either --checkpoint PATH[,PATH...] or --pretrained")
         if self.pretrained and not self.models:
-            raise ValueError("--pretrained needs --model NAME[,NAME...]")
+            raise UsageError("--pretrained needs --model NAME[,NAME...]")
         if self.checkpoints and self.models and len(self.models) != len(self.checkpoints):
-            raise ValueError(
+            raise UsageError(
                 f"--model names {len(self.models)} models but --checkpoint gives "
                 f"{len(self.checkpoints)} checkpoints; give one checkpoint per model"
             )
@@ -137,12 +137,12 @@ def _load(cfg: CamConfig) -> list[_Loaded]:
             model, ckpt = load_trained(path, device=cfg.device)
             name = ckpt["config"]["model"]
             if cfg.models and cfg.models[i] != name:
-                raise ValueError(f"--checkpoint {path} holds {name}, not {cfg.models[i]}")
+                raise UsageError(f"--checkpoint {path} holds {name}, not {cfg.models[i]}")
             out.append(_Loaded(name, model, list(ckpt["classes"]), ckpt["image_size"],
                                ckpt["mean"], ckpt["std"]))  # fmt: skip
         return out
     if "pretrained" not in inspect.signature(create_model).parameters:
-        raise ValueError(
+        raise UsageError(
             "--pretrained needs create_model(pretrained=...), which this convzoo lacks; "
             "use --checkpoint"
         )

@@ -1,8 +1,14 @@
-"""``convzoo scale / cam / densenet-weights / draw-arch / roadmap``: argument parsing only."""
+"""``convzoo scale / cam / draw-arch / densenet-weights / roadmap``: flags map onto the lab's
+config dataclasses (``convzoo.cliutil``); the work is in the library modules beside this one."""
 
 from __future__ import annotations
 
 import argparse
+from typing import Any
+
+from convzoo.cliutil import add_command, add_config_flags, given_fields
+from convzoo.lab.cam import CamConfig
+from convzoo.lab.scaling import ScaleConfig
 
 __all__ = ["add_commands"]
 
@@ -13,16 +19,17 @@ def cmd_scale(args: argparse.Namespace) -> int:
     from convzoo.bench.counts import count_macs, count_params
     from convzoo.lab.scaling import scale_model
 
+    cfg = ScaleConfig(**given_fields(args, ScaleConfig))
     with torch.device("meta"):
         base = scale_model(args.name)
-        scaled = scale_model(args.name, args.depth, args.width, args.resolution)
+        scaled = scale_model(args.name, cfg.depth, cfg.width, cfg.resolution)
     rows = []
     for label, s in (("base", base), ("scaled", scaled)):
         params = count_params(s.model)
         macs = count_macs(s.model, s.input_size, in_channels=s.model.in_channels)
         rows.append((label, s.input_size, params, macs))
-    print(f"{args.name} scaled by depth {args.depth}, width {args.width}, "
-          f"resolution {args.resolution} (EfficientNet's rounding rules)")  # fmt: skip
+    print(f"{args.name} scaled by depth {cfg.depth}, width {cfg.width}, "
+          f"resolution {cfg.resolution} (EfficientNet's rounding rules)")  # fmt: skip
     print(f"{'':8s} {'px':>5s} {'params M':>10s} {'GMACs':>9s}")
     for label, px, params, macs in rows:
         print(f"{label:8s} {px:5d} {params / 1e6:10.3f} {macs / 1e9:9.3f}")
@@ -31,17 +38,17 @@ def cmd_scale(args: argparse.Namespace) -> int:
     return 0
 
 
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+def _names(text: str | None) -> tuple[str, ...]:
+    return tuple(t.strip() for t in (text or "").split(",") if t.strip())
 
 
 def cmd_cam(args: argparse.Namespace) -> int:
-    from convzoo.lab.cam import CamConfig, run_cam
+    from convzoo.lab.cam import run_cam
 
-    cfg = CamConfig(images=tuple(args.images), models=_names(args.model or ""),
-                    checkpoints=_names(args.checkpoint or ""), pretrained=args.pretrained,
-                    target=args.target, method=args.method, output=args.output,
-                    device=args.device)  # fmt: skip
+    fields = given_fields(args, CamConfig)
+    fields.update(images=tuple(args.images), models=_names(args.model),
+                  checkpoints=_names(args.checkpoint))  # fmt: skip
+    cfg = CamConfig(**fields)
     for r in run_cam(cfg):
         print(f"{r.image}  {r.model}  {r.method}: class {r.class_name} (index {r.class_index}, "
               f"p={r.probability:.3f}); peak at row {r.peak_row}, col {r.peak_col}")  # fmt: skip
@@ -65,28 +72,19 @@ def cmd_draw_arch(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("scale", help="params and MACs of a model scaled by depth/width/resolution")
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    p = add_command(sub, "scale", cmd_scale,
+                    help="params and MACs of a model scaled by depth, width and resolution")  # fmt: skip
     p.add_argument("name", help="mobilenet_v1, mobilenet_v2, resnet50, efficientnet_b0, ...")
-    p.add_argument("--depth", type=float, default=1.0, help="layers per stage x d (ceil)")
-    p.add_argument("--width", type=float, default=1.0, help="channels x w (multiples of 8)")
-    p.add_argument("--resolution", type=float, default=1.0, help="input size x r (multiple of 32)")
-    p.set_defaults(func=cmd_scale)
+    add_config_flags(p, ScaleConfig)
 
-    p = sub.add_parser("cam", help="class activation maps (CAM / Grad-CAM) of models, one PNG")
+    p = add_command(sub, "cam", cmd_cam, help="class activation maps (CAM / Grad-CAM), one PNG")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--model", help="NAME[,NAME...] (checked against the checkpoints)")
     p.add_argument("--checkpoint", help="PATH[,PATH...]: convzoo training checkpoints")
-    p.add_argument("--pretrained", action="store_true", help="create_model(pretrained=True)")
-    p.add_argument(
-        "--class", dest="target", default=None, help="class name or index (default: top)"
-    )
-    p.add_argument("--method", choices=("auto", "cam", "gradcam"), default="auto")
-    p.add_argument("--output", default="cam.png")
-    p.add_argument("--device", default="cpu")
-    p.set_defaults(func=cmd_cam)
+    add_config_flags(p, CamConfig, skip=("images", "models", "checkpoints"))
 
-    p = sub.add_parser("draw-arch", help="FBNet-style picture of a block spec (Figure 4)")
+    p = add_command(sub, "draw-arch", cmd_draw_arch,
+                    help="FBNet-style picture of a block spec (Figure 4)")  # fmt: skip
     p.add_argument("arch", metavar="ARCH", help="spec JSON (search output) or fbnet_a|b|c")
-    p.add_argument("--output", default="arch.png")
-    p.set_defaults(func=cmd_draw_arch)
+    p.add_argument("--output", default="arch.png", help="PNG to write")

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from convzoo.cliutil import UsageError
 from convzoo.models.fbnet import ArchSpec, load_spec
 from convzoo.registry import get_entry, list_models
 
@@ -32,7 +33,7 @@ def resolve_spec(source: str) -> tuple[ArchSpec, str]:
     if source in list_models(source):
         spec = getattr(get_entry(source).config, "spec", None)
         if spec is None:
-            raise ValueError(f"{source} has no block spec to draw (FBNet models and specs only)")
+            raise UsageError(f"{source} has no block spec to draw (FBNet models and specs only)")
         return load_spec(spec), source
     if not Path(source).exists():
         raise FileNotFoundError(f"ARCH {source}: neither a spec file nor a registered FBNet name")

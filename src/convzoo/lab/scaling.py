@@ -12,10 +12,23 @@ from typing import Any
 
 from torch import nn
 
+from convzoo.cliutil import option, validate_config
 from convzoo.models.compound_scaling import scale_config, scaled_resolution
 from convzoo.registry import get_entry, resolve_config
 
-__all__ = ["Scaled", "scale_model"]
+__all__ = ["ScaleConfig", "Scaled", "scale_model"]
+
+
+@dataclass(frozen=True)
+class ScaleConfig:
+    """The coefficients of ``convzoo scale`` (multiples of the base's, section 3.1's d, w, r)."""
+
+    depth: float = option(1.0, above=0)  # layers per stage x d, ceil
+    width: float = option(1.0, above=0)  # channels x w, multiples of 8
+    resolution: float = option(1.0, above=0)  # input size x r, multiple of 32
+
+    def __post_init__(self) -> None:
+        validate_config(self)
 
 
 @dataclass(frozen=True)

@@ -95,7 +95,9 @@ def run_scaling_search(cfg: ScalingSearchConfig) -> dict[str, Any]:
     from convzoo.train.config import make_config
     from convzoo.train.engine import train
 
-    cfg = dataclasses.replace(cfg, base=_scalable(cfg.base))
+    base = _scalable(cfg.base)
+    if base != cfg.base:  # the user's overrides are the base's, inside the scaled wrapper
+        cfg = dataclasses.replace(cfg, base=base, model_args={"base_args": dict(cfg.model_args)})
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     res0 = cfg.base_resolution or model_info(cfg.base).input_size
