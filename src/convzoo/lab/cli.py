@@ -72,6 +72,21 @@ def cmd_draw_arch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_densenet_weights(args: argparse.Namespace) -> int:
+    from convzoo.lab.densenet_weights import densenet_weight_map
+
+    for bw in densenet_weight_map(args.checkpoint, args.output):
+        n = len(bw.weights) - 1
+        print(f"dense block {bw.block} ({n} layers, k={bw.growth_rate}, input {bw.in_channels} "
+              f"maps): mean |w| per input map, rows = source s, columns = target 1..{n}, "
+              f"{bw.after}")  # fmt: skip
+        for s, row in enumerate(bw.weights):
+            cells = " ".join("      ." if v is None else f"{v:7.4f}" for v in row)
+            print(f"  s={s:<3d} {cells}")
+    print(f"wrote {args.output} and {args.output.rsplit('.', 1)[0]}.json")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(sub, "scale", cmd_scale,
                     help="params and MACs of a model scaled by depth, width and resolution")  # fmt: skip
@@ -83,6 +98,11 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--model", help="NAME[,NAME...] (checked against the checkpoints)")
     p.add_argument("--checkpoint", help="PATH[,PATH...]: convzoo training checkpoints")
     add_config_flags(p, CamConfig, skip=("images", "models", "checkpoints"))
+
+    p = add_command(sub, "densenet-weights", cmd_densenet_weights,
+                    help="DenseNet's Figure 5: weight from each layer to each later one")  # fmt: skip
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="convzoo training checkpoint")
+    p.add_argument("--output", default="densenet_weights.png", help="PNG to write")
 
     p = add_command(sub, "draw-arch", cmd_draw_arch,
                     help="FBNet-style picture of a block spec (Figure 4)")  # fmt: skip
