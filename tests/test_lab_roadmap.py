@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import re
 
 import pytest
@@ -93,3 +94,36 @@ def test_model_size_columns(capsys):
     columns = dict(zip(re.split(r"\s{2,}", header.strip()), re.split(r"\s{2,}", line.strip())))
     assert float(columns["MB fp32"]) == pytest.approx(row["size_mb_fp32"], abs=0.005)
     assert float(columns["MB fp16"]) == pytest.approx(row["size_mb_fp16"], abs=0.005)
+
+
+def test_cli_roadmap_trains_the_steps_and_reports_their_accuracy(tmp_path, capsys):
+    out = tmp_path / "roadmap"
+    argv = ["roadmap", "--steps", "convnext_roadmap_1[45]*", "--depths", "1", "1", "1", "1",
+            "--width-divisor", "8", "--epochs", "1", "--max-train-samples", "64",
+            "--batch-size", "32", "--device", "cpu", "--output", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    printed = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()
+               if line.startswith("convnext_roadmap")}  # fmt: skip
+    rows = json.loads((out / "roadmap.json").read_text())["steps"]
+    assert [r["model"] for r in rows] == step_names()[14:16]
+    for r in rows:
+        final = json.loads((out / r["model"] / "final.json").read_text())
+        assert r["val_acc"] == final["val_acc"] and r["epochs"] == 1
+        assert float(printed[r["model"]][1]) == pytest.approx(r["val_acc"], abs=0.005)
+        assert float(printed[r["model"]][2]) == r["paper_top1"]
+        config = json.loads((out / r["model"] / "config.json").read_text())
+        assert config["optimizer"] == "adamw" and config["image_size"] == 32
+        assert tuple(config["model_args"]["depths"]) == (1, 1, 1, 1)
+    assert (out / "roadmap.png").stat().st_size > 0
+    # A finished step is read back, not trained again.
+    (out / rows[0]["model"] / "last.pt").unlink()
+    assert main(argv) == 0
+    assert json.loads((out / "roadmap.json").read_text())["steps"] == rows
+
+
+def test_cli_roadmap_bad_input_is_one_line(tmp_path, capsys):
+    for argv in (["roadmap", "--depths", "1", "1"], ["roadmap", "--width-divisor", "7"],
+                 ["roadmap", "--steps", "resnet*"]):  # fmt: skip
+        assert main([*argv, "--output", str(tmp_path)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1, err

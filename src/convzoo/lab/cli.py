@@ -8,6 +8,7 @@ from typing import Any
 
 from convzoo.cliutil import add_command, add_config_flags, given_fields
 from convzoo.lab.cam import CamConfig
+from convzoo.lab.roadmap import RoadmapRunConfig
 from convzoo.lab.scaling import ScaleConfig
 
 __all__ = ["add_commands"]
@@ -87,6 +88,21 @@ def cmd_densenet_weights(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_roadmap(args: argparse.Namespace) -> int:
+    from convzoo.lab.roadmap import run_roadmap
+
+    cfg = RoadmapRunConfig(**given_fields(args, RoadmapRunConfig))
+    rows = run_roadmap(cfg)
+    print(f"{'step':40s} {'ours top-1 %':>12s} {'paper top-1 %':>13s} {'paper GFLOPs':>12s}")
+    for r in rows:
+        print(f"{r['model']:40s} {r['val_acc']:12.2f} {r['paper_top1']:13.1f} "
+              f"{r['paper_gflops']:12.2f}")  # fmt: skip
+    print(f"ours: validation top-1 after {cfg.epochs} epochs at {cfg.image_size}px "
+          f"({cfg.data or 'embedded digits'}); paper: ImageNet-1K top-1 (Figure 2)")  # fmt: skip
+    print(f"wrote {cfg.output}/roadmap.json and {cfg.output}/roadmap.png")
+    return 0
+
+
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(sub, "scale", cmd_scale,
                     help="params and MACs of a model scaled by depth, width and resolution")  # fmt: skip
@@ -103,6 +119,10 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
                     help="DenseNet's Figure 5: weight from each layer to each later one")  # fmt: skip
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="convzoo training checkpoint")
     p.add_argument("--output", default="densenet_weights.png", help="PNG to write")
+
+    p = add_command(sub, "roadmap", cmd_roadmap,
+                    help="train every ConvNeXt roadmap step with one recipe; Figure 2 chart")  # fmt: skip
+    add_config_flags(p, RoadmapRunConfig)
 
     p = add_command(sub, "draw-arch", cmd_draw_arch,
                     help="FBNet-style picture of a block spec (Figure 4)")  # fmt: skip
