@@ -74,8 +74,9 @@ class CamResult:
 
 
 def has_linear_gap_head(model: nn.Module) -> bool:
+    """True for exactly pool -> dropout -> linear (a subclass may add a norm, as ConvNeXt's)."""
     head = getattr(model, "head", None)
-    return isinstance(head, ClassifierHead) and isinstance(head.fc, nn.Linear)
+    return type(head) is ClassifierHead and isinstance(head.fc, nn.Linear)
 
 
 def class_activation_map(
