@@ -109,7 +109,9 @@ def draw_roadmap(rows: list[dict[str, Any]], path: Path, cfg: RoadmapRunConfig) 
 
     labels = [r["step"] for r in rows]
     y = list(range(len(rows)))[::-1]  # first step on top, as Figure 2
-    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(10, 0.45 * len(rows) + 1.8))
+    height = 0.45 * len(rows) + 1.8  # inches
+    fig, (left, right) = plt.subplots(1, 2, sharey=True, figsize=(10, height))
+    below = (0.5, -0.65 / (0.75 * height))  # the legend ~0.65 in under the axes, past the label
     paper = [r["paper_top1"] for r in rows]
     left.barh(y, paper, color="#8c8c8c", label="paper: ImageNet-1K top-1 (Figure 2)")
     for yi, r in zip(y, rows):
@@ -119,7 +121,7 @@ def draw_roadmap(rows: list[dict[str, Any]], path: Path, cfg: RoadmapRunConfig) 
     left.set_xlabel("ImageNet-1K top-1 % (paper; GFLOPs = multiply-adds)")
     left.set_yticks(y)
     left.set_yticklabels(labels, fontsize=8)
-    left.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / (len(rows) + 4)), fontsize=7)
+    left.legend(loc="upper center", bbox_to_anchor=below, fontsize=7)
     ours = [r["val_acc"] for r in rows]
     right.barh(y, ours, color="#4c72b0",
                label=f"ours: val top-1, {cfg.epochs} epoch(s) at {cfg.image_size}px")  # fmt: skip
@@ -127,9 +129,7 @@ def draw_roadmap(rows: list[dict[str, Any]], path: Path, cfg: RoadmapRunConfig) 
         right.text(v + 0.3, yi, f"{v:.1f}", va="center", fontsize=7)
     right.set_xlim(max(0.0, min(ours) - 10), min(100.0, max(ours) + 8))
     right.set_xlabel(f"validation top-1 % (ours; data: {cfg.data or 'embedded digits'})")
-    right.legend(
-        loc="upper center", bbox_to_anchor=(0.5, -0.12 - 1.2 / (len(rows) + 4)), fontsize=7
-    )
+    right.legend(loc="upper center", bbox_to_anchor=below, fontsize=7)
     fig.suptitle("ConvNeXt roadmap: each step trained with one recipe")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
