@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,13 +191,23 @@ def create_model(
     in_channels: int = 3,
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
+    pretrained: bool | str | os.PathLike[str] = False,
     **config_overrides: Any,
 ) -> nn.Module:
     """Build a registered model on the current default device, float32.
 
     Unknown ``name``: ``ValueError`` naming the closest registered names. Unknown override:
-    ``TypeError`` listing the config's valid fields.
+    ``TypeError`` listing the config's valid fields. ``pretrained``: ``True``, ``"torchvision"``,
+    ``"timm"`` or a checkpoint path loads weights (``convzoo.pretrained.load_pretrained``).
     """
+    if pretrained is not False:
+        from convzoo.pretrained import load_pretrained
+
+        standard = {"num_classes": num_classes, "drop_rate": drop_rate}
+        standard |= {"drop_path_rate": drop_path_rate}
+        standard |= {"in_channels": in_channels} if in_channels != 3 else {}
+        overrides = {k: v for k, v in standard.items() if v is not None}
+        return load_pretrained(name, pretrained, **overrides, **config_overrides)
     cfg = resolve_config(
         name,
         num_classes=num_classes,
