@@ -15,6 +15,7 @@ a ``convzoo train`` checkpoint (``last.pt``) instead.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -23,7 +24,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from torch import nn
+from PIL import Image, UnidentifiedImageError
+from torch import Tensor, nn
 
 from convzoo.interop.convert import Library, convert, source_name
 from convzoo.registry import create_model, list_models
@@ -34,8 +36,12 @@ __all__ = [
     "Preprocess",
     "PretrainedError",
     "PretrainedWeights",
+    "describe_pretrained",
     "list_pretrained",
     "load_pretrained",
+    "parse_pretrained",
+    "predict",
+    "preprocess_transform",
     "published_weights",
 ]
 
@@ -143,6 +149,12 @@ def list_pretrained(library: Library | None = None) -> list[str]:
     """Our models with published ImageNet-1k weights (from ``library``, or from either)."""
     libraries: tuple[Library, ...] = (library,) if library else ("torchvision", "timm")
     return [n for n in list_models() if any(published_weights(n, lib) for lib in libraries)]
+
+
+def describe_pretrained(name: str) -> str:
+    """The published weights of ``name``, the one ``pretrained=True`` takes first ("" if none)."""
+    found = [w for lib in ("torchvision", "timm") if (w := published_weights(name, lib))]
+    return ", ".join(f"{w.library}: {w.weights}" for w in found)
 
 
 def load_pretrained(
@@ -278,3 +290,56 @@ def _from_checkpoint(name: str, path: Path, overrides: dict[str, Any]) -> nn.Mod
     if num_classes is not None and num_classes != model.num_classes:
         model.reset_classifier(num_classes)
     return model
+
+
+def parse_pretrained(text: str) -> Pretrained:
+    """A command-line ``--pretrained`` value: "auto" (or "true") is ``True``, "none" (or
+    "false") is ``False``; "torchvision", "timm" and paths are themselves."""
+    lowered = text.lower()
+    if lowered in ("auto", "true"):
+        return True
+    if lowered in ("none", "false"):
+        return False
+    return text
+
+
+def preprocess_transform(prep: Preprocess) -> Callable[[Image.Image], Tensor]:
+    """The eval transform the weights expect: resize, center crop, to float, normalize."""
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize(prep.resize, interpolation=v2.InterpolationMode(prep.interpolation)),
+            v2.CenterCrop(prep.crop),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(prep.mean), list(prep.std)),
+        ]
+    )
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, paths: Sequence[str | Path], top_k: int = 5
+) -> list[list[tuple[str, float]]]:
+    """Top-k (class name, probability) per image file for a model with ``pretrained_cfg``,
+    preprocessed as its weights expect; most probable first."""
+    cfg: PretrainedWeights | None = getattr(model, "pretrained_cfg", None)
+    if cfg is None:
+        raise PretrainedError("predict needs a model loaded with pretrained=...")
+    transform = preprocess_transform(cfg.preprocess)
+    batch = []
+    for path in paths:
+        try:
+            with Image.open(path) as im:
+                batch.append(transform(im.convert("RGB")))
+        except (OSError, UnidentifiedImageError) as err:
+            raise PretrainedError(f"cannot read image {path}: {err}") from err
+    device = next(model.parameters()).device
+    probs = model.eval()(torch.stack(batch).to(device)).float().softmax(dim=1).cpu()
+    names = cfg.class_names or tuple(str(i) for i in range(probs.shape[1]))
+    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
+    return [
+        [(names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
+        for values, indices in zip(top.values, top.indices, strict=True)
+    ]
