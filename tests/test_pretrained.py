@@ -8,12 +8,20 @@ import urllib.error
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import convzoo
+from convzoo.cli import main
 from convzoo.interop.core import randomize_
-from convzoo.pretrained import PretrainedError, list_pretrained, published_weights
+from convzoo.pretrained import (
+    PretrainedError,
+    list_pretrained,
+    preprocess_transform,
+    published_weights,
+)
 from convzoo.train.checkpoint import rng_state, save_checkpoint
 from convzoo.train.config import TrainConfig
 
@@ -171,3 +179,27 @@ def test_public_subpackages_reachable_after_import():
     assert callable(convzoo.interop.from_torchvision)
     assert callable(convzoo.pretrained.load_pretrained)
     assert convzoo.train.checkpoint is not None and convzoo.bench is not None
+
+
+def test_readme_lists_exactly_the_models_with_published_weights(capsys):
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("<!-- pretrained-list:start -->\n```text\n")[1].split("```")[0]
+    assert main(["list", "--pretrained"]) == 0
+    assert block == capsys.readouterr().out, "README: paste `convzoo list --pretrained`"
+
+
+def test_cli_predict_with_pretrained_weights(caches, tmp_path, capsys):
+    source = _place_torchvision("resnet18")
+    image = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 60, 3), np.uint8)).save(image)
+    assert main(["predict", str(image), "--model", "resnet18", "--pretrained", "--top-k", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # The class the source itself ranks first, computed with the weights' own preprocessing.
+    x = preprocess_transform(published_weights("resnet18", "torchvision").preprocess)(
+        Image.open(image).convert("RGB")
+    )
+    with torch.no_grad():
+        best = int(source(x[None]).argmax())
+    assert lines[0] == str(image) and len(lines) == 4
+    assert lines[1].endswith(torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"][best])
+    assert main(["predict", str(image), "--pretrained"]) == 2  # no --model: one-line error
