@@ -121,7 +121,7 @@ def test_num_classes_follows_the_source():
 
 def test_wrong_variant_is_rejected_naming_the_keys():
     with pytest.raises(
-        ValueError, match=r"different architecture or variant.*unexpected \['layer1\.2"
+        ValueError, match=r"different architecture or variant.*unexpected \['stages\.0\.2\."
     ):
         from_torchvision("resnet18", random_source("torchvision", "resnet34"))
 

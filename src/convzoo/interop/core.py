@@ -27,18 +27,15 @@ Rules = Sequence[tuple[str, str]]
 Rename = Callable[[Mapping[str, Tensor], str], dict[str, Tensor]]
 SourceConfig = Callable[[nn.Module, str], dict[str, Any]]
 
-# Activation modules that define a network's nonlinearity; gates (sigmoid, hard-sigmoid) are
-# squeeze-excite details fixed by each family, so they do not count.
-ACTIVATIONS: tuple[type[nn.Module], ...] = (
-    nn.ReLU,
-    nn.ReLU6,
-    nn.SiLU,
-    nn.GELU,
-    nn.Hardswish,
-    nn.Mish,
-    nn.ELU,
-    nn.LeakyReLU,
-)
+# Activation modules that define a network's nonlinearity, by class name so that another
+# library's own classes (timm's GELU, Swish) count as the torch ones they compute. Gates (sigmoid,
+# hard-sigmoid) are squeeze-excite details fixed by each family, so they do not count.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    **{cls.__name__: cls for cls in (nn.ReLU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Hardswish)},
+    **{cls.__name__: cls for cls in (nn.Mish, nn.ELU, nn.LeakyReLU)},
+    "Swish": nn.SiLU,
+    "HardSwish": nn.Hardswish,
+}
 
 
 def _no_config(source: nn.Module, name: str) -> dict[str, Any]:
@@ -101,7 +98,9 @@ def bn_eps(module: nn.Module) -> set[float]:
 
 def main_activation(module: nn.Module) -> type[nn.Module] | None:
     """The most common activation module type of ``module`` (``None`` if it has none)."""
-    counts = Counter(type(m) for m in module.modules() if isinstance(m, ACTIVATIONS))
+    counts = Counter(
+        ACTIVATIONS[type(m).__name__] for m in module.modules() if type(m).__name__ in ACTIVATIONS
+    )
     return counts.most_common(1)[0][0] if counts else None
 
 
