@@ -14,6 +14,7 @@ a ``convzoo train`` checkpoint (``last.pt``) instead.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -133,6 +134,7 @@ def published_weights(name: str, library: Library) -> PretrainedWeights | None:
     import timm
 
     cfg = timm.models.get_pretrained_cfg(tag)
+    assert cfg is not None  # _timm_weights found it
     size = cfg.input_size[-1]
     prep = Preprocess(
         # timm's eval transform resizes to size / crop_pct, then center-crops size.
@@ -142,7 +144,7 @@ def published_weights(name: str, library: Library) -> PretrainedWeights | None:
         mean=tuple(cfg.mean),
         std=tuple(cfg.std),
     )
-    return PretrainedWeights("timm", tag, cfg.hf_hub_id or cfg.url, prep, _imagenet_classes())
+    return PretrainedWeights("timm", tag, str(cfg.hf_hub_id or cfg.url), prep, _imagenet_classes())
 
 
 def list_pretrained(library: Library | None = None) -> list[str]:
@@ -175,11 +177,15 @@ def load_pretrained(
             weights = published_weights(name, library)
             if weights is not None:
                 return _from_library(name, weights, check, overrides)
+        if importlib.util.find_spec("timm") is None:
+            missing_timm = " (timm, which publishes more, is not installed: pip install timm)"
+        else:
+            missing_timm = ""
         which = "published weights" if pretrained is True else f"{pretrained} weights"
         have = list_pretrained(None if pretrained is True else pretrained)  # type: ignore[arg-type]
         raise PretrainedError(
             f"{name} has no {which}; models that have them: {', '.join(have)} "
-            f"(or pass pretrained=PATH to a convzoo train checkpoint)"
+            f"(or pass pretrained=PATH to a convzoo train checkpoint){missing_timm}"
         )
     if isinstance(pretrained, str | os.PathLike):
         return _from_checkpoint(name, Path(pretrained), overrides)

@@ -83,8 +83,10 @@ def source_name(name: str, library: Library) -> str | None:
         import torchvision
 
         return theirs if theirs in torchvision.models.list_models() else None
-    import timm
-
+    try:
+        import timm
+    except ImportError:  # timm is optional: without it nothing converts from it
+        return None
     return theirs if timm.is_model(theirs) else None
 
 
