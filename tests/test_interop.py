@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from convzoo.interop import from_timm, from_torchvision
-from convzoo.interop.convert import shared_models, source_name
+from convzoo.interop.convert import random_source, shared_models, source_name
 from convzoo.interop.core import randomize_, tolerance
 
 timm = pytest.importorskip("timm")
@@ -40,13 +40,6 @@ SLOW = {
     "wide_resnet101_2",
     "densenet201",
 }
-
-
-def random_source(library: str, arch: str) -> nn.Module:
-    """``library``'s ``arch`` built on meta (no init cost), then randomized, in eval mode."""
-    with torch.device("meta"):
-        model = timm.create_model(arch) if library == "timm" else torchvision.models.get_model(arch)
-    return randomize_(model.to_empty(device="cpu")).eval()
 
 
 def _cases(library: str) -> list:

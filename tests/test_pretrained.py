@@ -15,6 +15,7 @@ from PIL import Image
 
 import convzoo
 from convzoo.cli import main
+from convzoo.interop.convert import random_source
 from convzoo.interop.core import randomize_
 from convzoo.pretrained import (
     PretrainedError,
@@ -51,9 +52,7 @@ def caches(tmp_path, monkeypatch):
 
 
 def _random_state(library: str, arch: str) -> tuple[torch.nn.Module, dict]:
-    with torch.device("meta"):
-        model = timm.create_model(arch) if library == "timm" else torchvision.models.get_model(arch)
-    model = randomize_(model.to_empty(device="cpu")).eval()
+    model = random_source(library, arch)
     return model, model.state_dict()
 
 

@@ -24,7 +24,14 @@ from convzoo.interop import (
     squeezenet,
     timm_mbconv,
 )
-from convzoo.interop.core import Converter, load_exact, rules, shared_overrides, verify
+from convzoo.interop.core import (
+    Converter,
+    load_exact,
+    randomize_,
+    rules,
+    shared_overrides,
+    verify,
+)
 from convzoo.registry import create_model, list_models, model_info
 
 Library = Literal["torchvision", "timm"]
@@ -142,3 +149,20 @@ def from_timm(
 ) -> nn.Module:
     """A convzoo ``name`` model computing what the timm module computes (see ``from_torchvision``)."""
     return convert(name, timm_module, "timm", check=check, **overrides)
+
+
+def random_source(library: Library, arch: str, seed: int = 0) -> nn.Module:
+    """``library``'s ``arch`` with random weights and BN statistics (``randomize_``), eval mode.
+
+    Built on the meta device first, so the library's own (slow) init is skipped.
+    """
+    with torch.device("meta"):
+        if library == "timm":
+            import timm
+
+            model = timm.create_model(arch)
+        else:
+            import torchvision
+
+            model = torchvision.models.get_model(arch)
+    return randomize_(model.to_empty(device="cpu"), seed).eval()
