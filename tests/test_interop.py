@@ -3,8 +3,8 @@
 Every architecture a library shares with us converts from a source with random weights and random
 BatchNorm statistics (``randomize_``: nothing downloads, and no branch sits at an init value that
 would hide a mis-mapped tensor), with no overrides, and matches on a tiny input to float32
-precision. The largest models run under ``-m slow`` (``SLOW``); their key mapping is the same as
-a smaller member of their family that runs by default.
+precision. By default one small member per family runs (``FAST``); the others, which share its key
+mapping, run under ``-m slow``.
 """
 
 from __future__ import annotations
@@ -20,31 +20,22 @@ from convzoo.interop.core import randomize_, tolerance
 timm = pytest.importorskip("timm")
 torchvision = pytest.importorskip("torchvision")
 
-# Over ~6 s each on one core (measured; see BENCHMARKS.md "Weight conversion").
-SLOW = {
-    "convnext_base",
-    "convnext_large",
-    "convnext_xlarge",
-    "efficientnet_b5",
-    "efficientnet_b6",
-    "efficientnet_b7",
-    "nfnet_f1",
-    "nfnet_f2",
-    "nfnet_f3",
-    "nfnet_f4",
-    "nfnet_f5",
-    "nfnet_f6",
-    "resnet152",
-    "resnext101_32x8d",
-    "resnext101_64x4d",
-    "wide_resnet101_2",
-    "densenet201",
+# By default the smallest member of each family (and each block type: basic/bottleneck ResNet,
+# MobileNet v3 small's SE blocks); the larger members share their family's key mapping and run
+# under -m slow (bigger models: up to 40 s each on one core, BENCHMARKS.md "Weight conversion").
+FAST: dict[str, set[str]] = {
+    "torchvision": {"resnet18", "resnet50", "resnext50_32x4d", "densenet121", "efficientnet_b0"}
+    | {"mobilenet_v2", "mobilenet_v3_small", "convnext_tiny", "shufflenet_v2_x0_5"}
+    | {"squeezenet1_0", "squeezenet1_1"},
+    "timm": {"resnet18", "resnext50_32x4d", "densenet121", "efficientnet_b0", "mobilenet_v1"}
+    | {"mobilenet_v2", "mobilenet_v3_small", "fbnet_c", "convnext_tiny", "nf_resnet50"}
+    | {"nfnet_f0"},
 }
 
 
 def _cases(library: str) -> list:
     return [
-        pytest.param(name, marks=pytest.mark.slow) if name in SLOW else name
+        name if name in FAST[library] else pytest.param(name, marks=pytest.mark.slow)
         for name in shared_models(library)
     ]
 
