@@ -158,6 +158,11 @@ def test_train_checkpoint_as_pretrained(tmp_path):
     _same_outputs(trained, model)
     assert model.pretrained_cfg.class_names == ("cat", "dog", "frog")
     assert model.pretrained_cfg.preprocess.crop == 32
+    # A backbone with the trained weights: its last map is the trained model's feature map.
+    backbone = convzoo.create_model("resnet20_cifar", pretrained=path, features_only=True)
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(backbone.eval()(x)[-1], trained.eval().forward_features(x))
     with pytest.raises(
         PretrainedError, match=r"holds a 'resnet20_cifar' model, not 'resnet32_cifar'"
     ):
