@@ -136,14 +136,17 @@ def probe_input(name: str, device: torch.device, dtype: torch.dtype) -> Tensor:
     return torch.randn(1, info.in_channels, size, size, generator=g).to(device, dtype)
 
 
-def tolerance(reference: Tensor) -> float:
-    """Float32 agreement: 1e-5 of the output's scale (at least 1e-5 absolute).
+def tolerance(reference: Tensor, relative: float = 5e-5) -> float:
+    """Float32 agreement: ``relative`` times the output's scale (the scale counted as at least 1).
 
-    Two correct float32 implementations of one function differ by summation order only: about
-    1e-7 relative per operation, ~1e-6 of the output's scale after a deep network. A wrong eps,
-    activation or padding moves outputs by 1e-4 of their scale or more.
+    Two correct float32 implementations of one function differ by summation order only: 0 to
+    5.5e-6 of the output's scale over every architecture we convert (BENCHMARKS.md, NFNet-F6 the
+    largest). A wrong BatchNorm eps (1e-3 for 1e-5) moves EfficientNet B0-B3's outputs by 3e-4 to
+    6e-4 even with the well-conditioned random statistics of the tests, and trained running
+    variances are smaller, so the error larger: 5e-5 sits about 10x from the first and 6x from the
+    second.
     """
-    return 1e-5 * max(1.0, reference.abs().max().item())
+    return relative * max(1.0, reference.abs().max().item())
 
 
 def verify(source: nn.Module, model: nn.Module, name: str, library: str) -> float:
