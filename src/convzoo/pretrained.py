@@ -251,12 +251,8 @@ def _from_checkpoint(name: str, path: Path, overrides: dict[str, Any]) -> nn.Mod
             f"the path of a convzoo train checkpoint such as RUN/last.pt)"
         )
     # The RNG state of a checkpoint holds numpy arrays; allow exactly those, nothing executable.
-    numpy_state = [
-        np.ndarray,
-        np.dtype,
-        np._core.multiarray._reconstruct,
-        type(np.dtype(np.uint32)),
-    ]
+    core = np._core if hasattr(np, "_core") else np.core  # type: ignore[attr-defined]  # numpy 1
+    numpy_state = [np.ndarray, np.dtype, core.multiarray._reconstruct, type(np.dtype(np.uint32))]
     try:
         with torch.serialization.safe_globals(numpy_state):
             state = torch.load(path, map_location="cpu", weights_only=True)

@@ -238,7 +238,12 @@ def randomize_(module: nn.Module, seed: int = 0) -> nn.Module:
             else:
                 p.copy_(torch.randn(p.shape, generator=g) * p[0].numel() ** -0.5)
         for m in module.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            mean, var = getattr(m, "running_mean", None), getattr(m, "running_var", None)
+            if (
+                isinstance(m, nn.modules.batchnorm._BatchNorm)
+                and mean is not None
+                and var is not None
+            ):
+                mean.copy_(torch.randn(mean.shape, generator=g) * 0.1)
+                var.copy_(torch.rand(var.shape, generator=g) + 0.5)
     return module

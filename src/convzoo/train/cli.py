@@ -19,6 +19,7 @@ from convzoo.cliutil import (
     given_fields,
     parse_device,
     parse_model_args,
+    resolve_device,
 )
 from convzoo.train.config import TrainConfig, list_recipes, load_recipe
 
@@ -92,12 +93,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if args.pretrained is not None:
         from convzoo.pretrained import parse_pretrained, predict
         from convzoo.registry import create_model
-        from convzoo.train.engine import pick_device
 
         if args.model is None or args.checkpoint is not None:
             raise UsageError("--pretrained takes --model NAME and no --checkpoint")
         model = create_model(args.model, pretrained=parse_pretrained(args.pretrained))
-        results = predict(model.to(pick_device(args.device)), args.images, args.top_k)
+        results = predict(model.to(resolve_device(args.device)), args.images, args.top_k)
     elif args.checkpoint is None:
         raise UsageError("predict needs --checkpoint PATH, or --model NAME --pretrained [SOURCE]")
     else:
