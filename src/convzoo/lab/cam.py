@@ -15,8 +15,8 @@ to the input and scaled to [0, 1] for display. EfficientNet's Figure 7 draws the
 
 from __future__ import annotations
 
-import inspect
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +28,9 @@ from torch import Tensor, nn
 
 from convzoo.cliutil import UsageError, option, validate_config
 from convzoo.data.datasets import DataError
-from convzoo.data.transforms import IMAGENET_MEAN, IMAGENET_STD, build_transform
+from convzoo.data.transforms import build_transform
 from convzoo.layers.head import ClassifierHead
-from convzoo.registry import create_model, model_info
+from convzoo.registry import create_model
 
 METHODS = ("auto", "cam", "gradcam")
 
@@ -122,7 +122,7 @@ class _Loaded:
     name: str
     model: nn.Module
     classes: list[str]
-    image_size: int
+    transform: Callable[[Image.Image], Tensor]  # what the model expects, normalized
     mean: list[float]
     std: list[float]
 
@@ -139,19 +139,19 @@ def _load(cfg: CamConfig) -> list[_Loaded]:
             name = ckpt["config"]["model"]
             if cfg.models and cfg.models[i] != name:
                 raise UsageError(f"--checkpoint {path} holds {name}, not {cfg.models[i]}")
-            out.append(_Loaded(name, model, list(ckpt["classes"]), ckpt["image_size"],
-                               ckpt["mean"], ckpt["std"]))  # fmt: skip
+            mean, std = list(ckpt["mean"]), list(ckpt["std"])
+            transform = build_transform(ckpt["image_size"], False, mean, std)
+            out.append(_Loaded(name, model, list(ckpt["classes"]), transform, mean, std))
         return out
-    if "pretrained" not in inspect.signature(create_model).parameters:
-        raise UsageError(
-            "--pretrained needs create_model(pretrained=...), which this convzoo lacks; "
-            "use --checkpoint"
-        )
+    from convzoo.pretrained import preprocess_transform
+
     for name in cfg.models:
-        model = create_model(name, pretrained=True).to(cfg.device).eval()  # type: ignore[call-arg]
-        info = model_info(name)
-        classes = [str(i) for i in range(model.num_classes)]
-        out.append(_Loaded(name, model, classes, info.input_size, IMAGENET_MEAN, IMAGENET_STD))
+        model = create_model(name, pretrained=True).to(cfg.device).eval()
+        weights = model.pretrained_cfg
+        prep = weights.preprocess
+        classes = list(weights.class_names or (str(i) for i in range(model.num_classes)))
+        out.append(_Loaded(name, model, classes, preprocess_transform(prep), list(prep.mean),
+                           list(prep.std)))  # fmt: skip
     return out
 
 
@@ -186,7 +186,7 @@ def run_cam(cfg: CamConfig) -> list[CamResult]:
     for path, im in zip(cfg.images, images):
         row: list[tuple[Tensor, Tensor | None, str]] = []
         for m in loaded:
-            x = build_transform(m.image_size, False, m.mean, m.std)(im)[None].to(cfg.device)
+            x = m.transform(im)[None].to(cfg.device)
             target = _target(cfg, m.classes)
             cam, logits, method = class_activation_map(m.model, x, target, cfg.method)
             c = int(logits.argmax()) if target is None else target
