@@ -121,3 +121,29 @@ def test_cli_cam_bad_input_is_one_line(tmp_path, capsys):
         assert main(argv) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and words in err[0], err
+
+
+def test_cli_cam_pretrained_goes_through_create_model(tmp_path, monkeypatch):
+    from convzoo.lab import cam
+    from convzoo.pretrained import Preprocess, PretrainedWeights
+
+    calls = []
+
+    def fake_create_model(name, pretrained=False):
+        calls.append((name, pretrained))
+        model = tiny_model("resnet20_cifar")
+        prep = Preprocess(resize=32, crop=32, interpolation="bilinear", mean=(0.5,) * 3,
+                          std=(0.25,) * 3)  # fmt: skip
+        names = tuple(f"c{i}" for i in range(10))
+        model.pretrained_cfg = PretrainedWeights("checkpoint", "w", "w", prep, names)
+        return model
+
+    monkeypatch.setattr(cam, "create_model", fake_create_model)
+    img = tmp_path / "a.png"
+    _image(np.random.default_rng(0), "red", 4, 4).save(img)
+    out = tmp_path / "cam.png"
+    argv = ["cam", str(img), "--model", "resnet20_cifar", "--pretrained", "--output", str(out)]
+    assert main(argv) == 0
+    assert calls == [("resnet20_cifar", True)]
+    (result,) = json.loads(out.with_suffix(".json").read_text())
+    assert result["class_name"] == f"c{result['class_index']}" and result["method"] == "CAM"
