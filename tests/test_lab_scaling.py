@@ -47,21 +47,21 @@ REPRODUCED = [r for r in TABLE3 if r.macs_tol_g is None]
 
 @pytest.mark.parametrize("row", REPRODUCED, ids=lambda r: f"{r.base}_{r.suffix}")
 def test_table3_rows_within_5_percent(row):
-    macs = model_counts(f"{row.base}_scaled_{row.suffix}")["macs"] / 1e9
+    macs = model_counts(f"scaled_{row.base}_{row.suffix}")["macs"] / 1e9
     assert abs(macs - row.paper_gflops) <= 0.05 * row.paper_gflops, macs
 
 
 def test_resnet50_depth_and_width_rows_are_swapped_in_table3():
     # What the docstring claims: each printed figure is the other dimension's model (within 1%).
-    d4 = model_counts("resnet50_scaled_d4")["macs"] / 1e9
-    w2 = model_counts("resnet50_scaled_w2")["macs"] / 1e9
+    d4 = model_counts("scaled_resnet50_d4")["macs"] / 1e9
+    w2 = model_counts("scaled_resnet50_w2")["macs"] / 1e9
     assert abs(w2 - 16.2) <= 0.01 * 16.2 and abs(d4 - 14.7) <= 0.01 * 14.7
 
 
 def test_cli_scale_prints_the_scaled_counts(capsys):
     assert main(["scale", "mobilenet_v2", "--depth", "4"]) == 0
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
-    expected = model_counts("mobilenet_v2_scaled_d4")
+    expected = model_counts("scaled_mobilenet_v2_d4")
     assert int(lines["scaled"][1]) == 224
     assert float(lines["scaled"][2]) == pytest.approx(expected["params"] / 1e6, abs=1e-3)
     assert float(lines["scaled"][3]) == pytest.approx(expected["macs"] / 1e9, abs=1e-3)
@@ -85,7 +85,7 @@ def test_scaling_search_accepts_a_resnet_base(tmp_path, capsys):
             "--max-train-samples", "64", "--batch-size", "32", "--output", str(out)]  # fmt: skip
     assert main(argv) == 0
     result = json.loads((out / "scaling.json").read_text())
-    assert result["base"] == "resnet50_scaled"
+    assert result["base"] == "scaled_resnet50"
     (cand,) = result["candidates"]
     # The candidate is deeper/wider/larger than the base, so it costs more.
     assert cand["macs"] > result["base_cost"]["macs"]

@@ -5,7 +5,7 @@ Tan & Le, "EfficientNet: Rethinking Model Scaling for Convolutional Neural Netwo
 arXiv 1905.11946, Table 3 (FLOPs = multiply-adds, ImageNet top-1). Built with
 EfficientNet's rounding rules (below): each row is a registered
 ``ScaledConfig`` (base name + depth / width coefficients) at its scaled resolution, so
-``convzoo compare '*_scaled_*'`` prints our MACs beside the printed figures. ``<base>_scaled``
+``convzoo compare 'scaled_*'`` prints our MACs beside the printed figures. ``scaled_<base>``
 (coefficients 1) is the scalable form of each base for ``convzoo search scaling`` and training.
 
 Deviations: Table 3 prints the compound coefficients only for MobileNet v1 (d=1.4, w=1.2,
@@ -145,7 +145,7 @@ def scaled_resolution(name: str, resolution: float) -> int:
 @dataclass(frozen=True)
 class Table3Row:
     base: str
-    suffix: str  # the registered name is f"{base}_scaled_{suffix}"
+    suffix: str  # the registered name is f"scaled_{base}_{suffix}"
     depth: float
     width: float
     resolution: float
@@ -218,7 +218,7 @@ def _register() -> None:
     for base in BASES:
         info = get_entry(base).info
         register_model(
-            f"{base}_scaled",
+            f"scaled_{base}",
             build_scaled,
             ScaledConfig(base=base),
             info=ModelInfo(family="scaled", paper=PAPER, table=_TABLE, dataset=info.dataset,
@@ -230,7 +230,7 @@ def _register() -> None:
         )  # fmt: skip
     for row in TABLE3:
         register_model(
-            f"{row.base}_scaled_{row.suffix}",
+            f"scaled_{row.base}_{row.suffix}",
             build_scaled,
             ScaledConfig(base=row.base, depth_coefficient=row.depth, width_coefficient=row.width),
             info=ModelInfo(family="scaled", paper=PAPER, table=_TABLE, dataset="imagenet",

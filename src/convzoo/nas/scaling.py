@@ -8,7 +8,7 @@ scale the base up with phi = 1..7 using the found coefficients (``compound_scale
 At small scale here: each candidate trains briefly with ``convzoo.train`` (the same trainer as
 ``convzoo train``), so the ranking is noisy; the report says how many epochs each candidate had.
 The base needs ``width_coefficient`` / ``depth_coefficient`` config fields (EfficientNet); any
-other base with a ``<base>_scaled`` registration (MobileNet v1 / v2, ResNet-50: EfficientNet's
+other base with a ``scaled_<base>`` registration (MobileNet v1 / v2, ResNet-50: EfficientNet's
 Table 3, ``convzoo.lab.scaling``) is searched in that form. Its resolution is the base input size
 times gamma (rounded to whole pixels).
 """
@@ -66,11 +66,11 @@ class ScalingSearchConfig:
 
 
 def _scalable(name: str) -> str:
-    """``name`` itself when its config has the coefficients, else its ``_scaled`` registration."""
+    """``name`` itself when its config has the coefficients, else its ``scaled_<name>`` registration."""
     fields = {f.name for f in dataclasses.fields(resolve_config(name))}
     if {"width_coefficient", "depth_coefficient"} <= fields:
         return name
-    return f"{name}_scaled" if list_models(f"{name}_scaled") else name
+    return f"scaled_{name}" if list_models(f"scaled_{name}") else name
 
 
 def _scaled_args(cfg: ScalingSearchConfig, depth: float, width: float) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def _scaled_args(cfg: ScalingSearchConfig, depth: float, width: float) -> dict[s
         if not hasattr(base, field):
             raise ValueError(
                 f"{cfg.base}: compound scaling needs a config with {field} (EfficientNet) or a "
-                f"'{cfg.base}_scaled' registration (convzoo list '*_scaled')"
+                f"'scaled_{cfg.base}' registration (convzoo list 'scaled_*')"
             )
     return {**cfg.model_args, "width_coefficient": base.width_coefficient * width,
             "depth_coefficient": base.depth_coefficient * depth}  # fmt: skip
