@@ -40,7 +40,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
-from convzoo.layers.drop import DROP_PATH_MODES, DropPath, drop_path_rates
+from convzoo.layers.drop import DROP_PATH_MODES, DropPath, DropPathMode, drop_path_rates
 from convzoo.layers.head import ClassifierHead
 from convzoo.layers.norm import LayerNorm2d
 from convzoo.models.base import ZooModel
@@ -72,7 +72,7 @@ class RoadmapConfig:
     norm_layer: NormLayer = nn.BatchNorm2d
     drop_rate: float = 0.0
     drop_path_rate: float = 0.1
-    drop_path_mode: str = "sample"
+    drop_path_mode: DropPathMode = "sample"
     num_classes: int = 1000
     in_channels: int = 3
 
