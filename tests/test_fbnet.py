@@ -88,7 +88,7 @@ def test_group2_blocks_shuffle_and_skip_is_identity():
     assert len(g2) == 3  # FBNet-A's three k*_e1_g2 layers
     for block in g2:
         assert block.conv_pw[0].groups == 2 and block.conv_pwl[0].groups == 2
-    assert isinstance(model.stages[0][0], nn.Identity)  # FBNet-A's first searched layer: skip
+    assert isinstance(model.stages[0][0][0], nn.Identity)  # FBNet-A's first searched layer: skip
     # The shuffle interleaves the two groups: channel k * n + i goes to i * g + k.
     x = torch.arange(8.0).reshape(1, 8, 1, 1)
     assert g2[0].shuffle(x).flatten().tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
@@ -96,7 +96,7 @@ def test_group2_blocks_shuffle_and_skip_is_identity():
 
 def test_expansion_one_blocks_keep_their_first_conv():
     model = convzoo.create_model("fbnet_c")
-    first = model.stages[0][0]
+    first = model.stages[0][0][0]
     assert first.conv_pw is not None and first.conv_pw[0].out_channels == 16
 
 
@@ -106,7 +106,7 @@ def test_any_spec_builds_through_create_model():
     )
     model = convzoo.create_model("fbnet_c", spec=spec_from_json(spec_to_json(spec))).eval()
     # The stride-2 "skip" that widens 16 -> 24 becomes a 1x1 conv; the others are identities.
-    assert not isinstance(model.stages[1][0], nn.Identity)
+    assert not isinstance(model.stages[1][0][0], nn.Identity)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
 

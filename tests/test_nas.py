@@ -123,7 +123,7 @@ def test_emitted_spec_builds_the_chosen_candidates():
     spec = net.sample_spec()
     assert [b.candidate for s in spec for b in s] == ["k5_e6", "k3_e1_g2", "skip"]
     model = convzoo.create_model("fbnet_c", **net.model_args(spec))
-    built = [b for stage in model.stages for b in stage]
+    built = [b for stage in model.stages for row in stage for b in row]
     for layer, k, block in zip(net.layers, choice, built):
         assert count_params(block) == count_params(layer.ops[k])
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 3)

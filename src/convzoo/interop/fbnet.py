@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from torch import Tensor
 
 from convzoo.interop.core import rename_keys
-from convzoo.interop.mobilenet import zoo_blocks
+from convzoo.interop.mobilenet import zoo_rows
 
 _PARTS = {
     "conv_pw": "conv_pw.0",
@@ -26,18 +26,19 @@ _PARTS = {
 _OUTER: tuple[tuple[str, str], ...] = (
     (r"^conv_stem\.", "stem.0."),
     (r"^bn1\.", "stem.1."),
-    (r"^conv_head\.", "conv_head.0."),
-    (r"^bn2\.", "conv_head.1."),
+    (r"^conv_head\.", "neck.0."),
+    (r"^bn2\.", "neck.1."),
     (r"^classifier\.", "head.fc."),
 )
 _BLOCK = re.compile(r"blocks\.(\d+)\.(\d+)\.(\w+)\.(.+)")
 
 
 def convert_timm(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
-    weighted: dict[int, list[str]] = {}
-    for prefix, block in zoo_blocks(name):
-        if any(True for _ in block.parameters()):
-            weighted.setdefault(int(prefix.split(".")[1]), []).append(prefix)
+    # timm's stage s is our table row s (a spec stage); its blocks that have weights, in order.
+    weighted = [
+        [prefix for prefix, block in row if any(True for _ in block.parameters())]
+        for row in zoo_rows(name)
+    ]
     out: dict[str, Tensor] = {}
     for key, value in state.items():
         m = _BLOCK.fullmatch(key)
