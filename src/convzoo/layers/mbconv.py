@@ -27,7 +27,7 @@ from functools import partial
 from torch import Tensor, nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
-from convzoo.layers.drop import DropPath, DropPathMode, drop_path_rates
+from convzoo.layers.drop import DropPath, DropPathMode, DropPathSchedule, drop_path_rates
 
 # BatchNorm as the TensorFlow reference models of MobileNet v3 and EfficientNet train it:
 # eps 1e-3 and a running-average decay of 0.99 (PyTorch momentum 0.01).
@@ -67,7 +67,8 @@ class DepthwiseSeparable(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv_pw(self.conv_dw(x))
+        out: Tensor = self.conv_pw(self.conv_dw(x))
+        return out
 
 
 class InvertedResidual(nn.Module):
@@ -122,7 +123,7 @@ class InvertedResidual(nn.Module):
             if force_expand or mid_channels != in_channels
             else None
         )
-        self.shuffle = shuffle_layer(pw_groups) if pw_groups > 1 else None
+        self.shuffle = shuffle_layer(pw_groups) if shuffle_layer and pw_groups > 1 else None
         self.conv_dw = ConvNormAct(
             mid_channels,
             mid_channels,
@@ -146,7 +147,8 @@ class InvertedResidual(nn.Module):
         x = self.conv_dw(x)
         if self.se is not None:
             x = self.se(x)
-        return self.conv_pwl(x)
+        out: Tensor = self.conv_pwl(x)
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.has_residual:
@@ -179,11 +181,13 @@ def resolution_stages(
     in_channels: int,
     *,
     drop_path_rate: float = 0.0,
+    drop_path_schedule: DropPathSchedule = "l/L",
     nest_rows: bool = True,
 ) -> nn.Sequential:
     """Build ``rows`` in order and group them into one ``nn.Sequential`` per resolution.
 
-    Block l of all L blocks gets drop-path rate ``drop_path_rate * l / L``. A row whose first
+    Block l of all L blocks gets drop-path rate ``drop_path_rate`` times ``drop_path_schedule``
+    (``layers.drop.drop_path_rates``; ``l / L`` unless a family's reference says otherwise). A row whose first
     block strides opens a new stage; a stride-1 row joins the stage before it (EfficientNet-B0's
     stage 5 runs at stage 4's resolution). With ``nest_rows`` a stage holds each row as an
     ``nn.Sequential`` (``stages[s][r][b]``: the paper's rows stay visible); otherwise it holds
@@ -197,7 +201,8 @@ def resolution_stages(
                 f"only the first block of a row may change the resolution, got strides "
                 f"{[b.stride for b in row]}"
             )
-    rates = iter(drop_path_rates(drop_path_rate, sum(len(row) for row in rows)))
+    num_blocks = sum(len(row) for row in rows)
+    rates = iter(drop_path_rates(drop_path_rate, num_blocks, schedule=drop_path_schedule))
     stages: list[list[nn.Module]] = []
     in_ch = in_channels
     for row in rows:

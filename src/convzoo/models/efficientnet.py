@@ -28,9 +28,12 @@ Deviations and choices:
 * BatchNorm eps 1e-3, momentum 0.01 (TensorFlow's decay 0.99) as in the reference. torchvision's
   ``efficientnet_b0`` .. ``b4`` use PyTorch's eps 1e-5 (its B5-B7 use 1e-3): to load those, pass
   ``norm_layer=nn.BatchNorm2d``.
-* Stochastic depth: the reference's "drop connect" 0.2, per sample, through the shared linear
-  schedule (block l of L drops with 0.2 l / L; the reference uses (l - 1) / L). Set
-  ``drop_path_rate=0`` to turn it off, ``drop_path_mode="batch"`` to skip dropped blocks' compute.
+* Stochastic depth: the reference's "drop connect" 0.2, per sample, kept branches scaled by
+  1 / (1 - p), with the reference's schedule: block l of L drops with 0.2 (l - 1) / L (tensorflow/
+  tpu ``models/official/efficientnet/efficientnet_model.py``: ``drop_rate *= float(idx) /
+  len(self._blocks)`` with idx from 0, over all blocks; only blocks with a shortcut use it), so
+  the first block never drops. Set ``drop_path_rate=0`` to turn it off,
+  ``drop_path_mode="batch"`` to skip dropped blocks' compute.
 * Table 1's stages 2-8 are the rows of ``stages``, grouped into the five resolutions they run at
   (stages 5-6 and 7-8 share one): ``stages[s][r]`` is a row, ``stages[s][r][b]`` a block. The
   1x1 conv to 1280 is the ``neck``.
@@ -182,7 +185,10 @@ class EfficientNet(ZooModel):
             for row in cfg.stages
         ]
         self.stages = resolution_stages(
-            rows, width(cfg.stem_channels), drop_path_rate=cfg.drop_path_rate
+            rows,
+            width(cfg.stem_channels),
+            drop_path_rate=cfg.drop_path_rate,
+            drop_path_schedule="(l-1)/L",
         )
         self.neck = conv(width(cfg.stages[-1].out_channels), head_ch, 1)
         self.head = ClassifierHead(head_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
@@ -324,7 +330,7 @@ for _name, _row in TABLE2.items():
                 if _name.endswith("b0")
                 else f" (compound_scale({_name[-1]}) differs, see module doc)"
             )
-            + ". BatchNorm eps 1e-3 as the reference"
+            + ". BatchNorm eps 1e-3 and drop-connect schedule 0.2 (l-1)/L as the reference"
             + (
                 "; torchvision's weights need norm_layer=nn.BatchNorm2d."
                 if _name[-1] in "01234"

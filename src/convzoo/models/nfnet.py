@@ -25,8 +25,13 @@ Deviations from the released JAX code:
 - weight-standardization eps: rsqrt(var + 1e-5) / sqrt(N) instead of rsqrt(max(N * var, 1e-4))
   (equal unless a filter is nearly constant; see ``std_conv``).
 - GELU is the exact erf form (PyTorch's); ``jax.nn.gelu`` defaults to the tanh approximation.
-- stochastic depth uses convzoo's DropPath (kept branches scaled by 1 / (1 - p), linear schedule
-  (l / L) * rate); the reference scales nothing and uses (l - 1) / L.
+- stochastic depth: the reference's schedule, block l of L drops with rate * (l - 1) / L
+  (deepmind-research ``nfnets/nfnet.py``: ``stochdepth_rate * index / num_blocks``, index from
+  0), but kept branches are scaled by 1 / (1 - p), where the reference's ``StochDepth``
+  (``nfnets/base.py``, ``scale_by_keep=False``) scales nothing. Reason: with the scaling the
+  eval network (nothing dropped) computes the training-time expectation, as in every other family
+  here through the one DropPath; without it, a block's branch at eval is 1 / (1 - p) times its
+  training mean. Eval outputs, and so released weights, are unaffected: DropPath is off in eval.
 - the gamma constants are the reference code's empirical values (``GAMMA``); a test checks them
   against numerical integration.
 - nf_resnet50 follows the reference ``NF_ResNet`` (strided 1x1 projection shortcut, TF SAME
@@ -227,7 +232,7 @@ def _stages(
     cfg: NFNetConfig, conv: Callable[..., ScaledStdConv2d], in_channels: int
 ) -> nn.Sequential:
     """The residual stages, each block given beta = 1 / sqrt(expected input variance)."""
-    rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.depths)))
+    rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.depths), schedule="(l-1)/L"))
     stage_strides = (1,) + (2,) * (len(cfg.depths) - 1)
     expected_var, in_ch = 1.0, in_channels
     stages: list[nn.Module] = []
@@ -333,6 +338,10 @@ _TINY_NFNET = Tiny(
     input_size=32,
 )
 
+_DROP_NOTE = (
+    "Stochastic depth: the reference's schedule (l-1)/L; kept branches scaled by 1/(1-p), which "
+    "the reference does not do (module docstring)."
+)
 for _name, _v in F_VARIANTS.items():
     register_model(
         _name,
@@ -350,7 +359,8 @@ for _name, _v in F_VARIANTS.items():
             paper_macs_g=IMAGENET[_name].macs_g,
             paper_accuracy=IMAGENET[_name].top1,
             notes=f"Trained at {_v.train_size}x{_v.train_size}; input_size is the test resolution, where the "
-            "paper's FLOPs and accuracy are measured."
+            "paper's FLOPs and accuracy are measured. "
+            + _DROP_NOTE
             + (" Top-1 with SAM." if _name == "nfnet_f6" else ""),
         ),
         tiny=_TINY_NFNET,
@@ -368,7 +378,8 @@ register_model(
         input_size=224,
         num_classes=1000,
         params=25_557_048,  # our build's exact count
-        notes="timm's nf_resnet50 needs shortcut_pool=True, same_padding=False (module docstring).",
+        notes="timm's nf_resnet50 needs shortcut_pool=True, same_padding=False (module docstring). "
+        + _DROP_NOTE,
     ),
     tiny=Tiny(
         overrides={
