@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.layers.drop import DropPath, DropPathMode, drop_path_rates
+from convzoo.layers.head import LinearHead
+from convzoo.layers.helpers import check_probability
 from convzoo.layers.norm import LayerNorm2d
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
@@ -106,22 +108,16 @@ class ConvNeXtStage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
-class ConvNeXtHead(nn.Module):
+class ConvNeXtHead(LinearHead):
     """Global average pool -> LayerNorm -> dropout -> linear."""
 
     def __init__(self, in_features: int, num_classes: int, drop_rate: float, eps: float) -> None:
-        super().__init__()
-        if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+        super().__init__(in_features)
+        check_probability("drop_rate", drop_rate)
         self.in_features = in_features
         self.norm = nn.LayerNorm(in_features, eps=eps)
         self.drop = nn.Dropout(drop_rate)
         self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.fc = nn.Linear(self.in_features, num_classes) if num_classes else nn.Identity()
 
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.drop(self.norm(x.mean((2, 3))))  # (B, C, H, W) -> (B, C)

@@ -36,7 +36,8 @@ from torch import Tensor, nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
 from convzoo.layers.drop import DropPathMode
-from convzoo.layers.helpers import make_divisible
+from convzoo.layers.head import LinearHead
+from convzoo.layers.helpers import check_probability, make_divisible
 from convzoo.layers.mbconv import TF_BATCHNORM, InvertedResidual, PlannedBlock, resolution_stages
 from convzoo.layers.squeeze_excite import SqueezeExcite
 from convzoo.models.base import ZooModel
@@ -112,23 +113,18 @@ class MobileNetV3Config:
     in_channels: int = 3
 
 
-class MobileNetV3Head(nn.Module):
+class MobileNetV3Head(LinearHead):
     """Pool -> linear to ``hidden`` -> h-swish -> dropout -> classifier (section 5.3)."""
 
     def __init__(self, in_features: int, hidden: int, num_classes: int, drop_rate: float) -> None:
-        super().__init__()
+        super().__init__(hidden)
+        check_probability("drop_rate", drop_rate)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.fc_hidden = nn.Linear(in_features, hidden)
         self.act = nn.Hardswish()
         self.drop = nn.Dropout(drop_rate)
-        self.hidden = hidden
         self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.fc = nn.Linear(self.hidden, num_classes) if num_classes else nn.Identity()
 
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.drop(self.act(self.fc_hidden(self.flatten(self.pool(x)))))
