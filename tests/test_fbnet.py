@@ -72,11 +72,11 @@ def test_candidates_round_trip_through_block_spec():
 
 def test_searched_architectures_follow_table1():
     for spec in (FBNET_A, FBNET_B, FBNET_C):
-        assert [len(stage) for stage in spec] == [n for _, n, _ in MACRO]
+        assert [len(stage) for stage in spec] == [m.layers for m in MACRO]
         assert sum(len(stage) for stage in spec) == 22
-        for stage, (channels, _, stride) in zip(spec, MACRO):
-            assert all(b.out_channels == channels for b in stage)
-            assert [b.stride for b in stage] == [stride] + [1] * (len(stage) - 1)
+        for stage, m in zip(spec, MACRO):
+            assert all(b.out_channels == m.out_channels for b in stage)
+            assert [b.stride for b in stage] == [m.stride] + [1] * (len(stage) - 1)
     assert [b.candidate for b in FBNET_C[1]] == ["k3_e6", "skip", "k3_e1", "k3_e1"]
     with pytest.raises(ValueError, match="candidates per stage"):
         macro_spec([["k3_e1"]])

@@ -119,32 +119,44 @@ class BlockSpec:
 
 ArchSpec = tuple[tuple[BlockSpec, ...], ...]
 
-# Table 1: (out_channels, layers, first stride) of the seven searched stages.
-MACRO: tuple[tuple[int, int, int], ...] = (
-    (16, 1, 1),
-    (24, 4, 2),
-    (32, 4, 2),
-    (64, 4, 2),
-    (112, 4, 1),
-    (184, 4, 2),
-    (352, 1, 1),
+
+@dataclass(frozen=True)
+class MacroStage:
+    """A row of Table 1: output channels, number of searched layers, stride of the first."""
+
+    out_channels: int
+    layers: int
+    stride: int
+
+
+# Table 1: the seven searched stages.
+MACRO: tuple[MacroStage, ...] = (
+    MacroStage(out_channels=16, layers=1, stride=1),
+    MacroStage(out_channels=24, layers=4, stride=2),
+    MacroStage(out_channels=32, layers=4, stride=2),
+    MacroStage(out_channels=64, layers=4, stride=2),
+    MacroStage(out_channels=112, layers=4, stride=1),
+    MacroStage(out_channels=184, layers=4, stride=2),
+    MacroStage(out_channels=352, layers=1, stride=1),
 )
 
 
 def macro_spec(
-    candidates: Sequence[Sequence[str]], macro: Sequence[tuple[int, int, int]] = MACRO
+    candidates: Sequence[Sequence[str]], macro: Sequence[MacroStage] = MACRO
 ) -> ArchSpec:
     """A spec from one candidate name per layer, stage by stage, on ``macro``'s widths/strides."""
-    if [len(s) for s in candidates] != [n for _, n, _ in macro]:
+    if [len(s) for s in candidates] != [m.layers for m in macro]:
         raise ValueError(
-            f"need {[n for _, n, _ in macro]} candidates per stage, got {[len(s) for s in candidates]}"
+            f"need {[m.layers for m in macro]} candidates per stage, got {[len(s) for s in candidates]}"
         )
     return tuple(
         tuple(
-            BlockSpec.from_candidate(name, out_channels=c, stride=s if i == 0 else 1)
+            BlockSpec.from_candidate(
+                name, out_channels=m.out_channels, stride=m.stride if i == 0 else 1
+            )
             for i, name in enumerate(stage)
         )
-        for stage, (c, _, s) in zip(candidates, macro)
+        for stage, m in zip(candidates, macro)
     )
 
 
