@@ -113,7 +113,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise UsageError(
+            raise TypeError(
                 f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}"
             )
         hints = typing.get_type_hints(cls)
