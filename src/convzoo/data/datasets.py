@@ -208,7 +208,7 @@ def read_image(path: Path, size: int | None = None) -> np.ndarray:
     with Image.open(regular_file(path)) as im:
         im = im.convert("RGB")
         if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
+            im = im.resize((size, size), Image.Resampling.BILINEAR)
         return np.array(im, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
 
 
@@ -262,7 +262,8 @@ def decode_folder(
         else:
             keep.append(i)
     labels = torch.tensor([folder.samples[i][1] for i in keep], dtype=torch.int64)
-    out = np.stack([arrays[i] for i in keep]) if keep else np.empty((0, size, size, 3), np.uint8)
+    good = [a for a in arrays if not isinstance(a, Exception)]
+    out = np.stack(good) if good else np.empty((0, size, size, 3), np.uint8)
     # (N, H, W, C) -> (N, C, H, W)
     images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
     if cache:
@@ -333,7 +334,7 @@ def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Te
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
     g = torch.Generator().manual_seed(seed)
     train_idx, val_idx = [], []
-    for c in labels.unique(sorted=True).tolist():
+    for c in sorted(set(labels.tolist())):
         idx = (labels == c).nonzero().flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
         n_val = max(1, round(len(idx) * val_fraction))

@@ -17,7 +17,7 @@ import random
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -36,7 +36,8 @@ class CheckpointError(ValueError):
 
 def rng_state() -> dict[str, Any]:
     """Python, numpy, torch (and CUDA) RNG states as plain data and tensors."""
-    name, keys, pos, has_gauss, gauss = np.random.get_state()
+    name, keys, pos, has_gauss, gauss = cast(tuple[str, np.ndarray, int, int, float],
+                                             np.random.get_state())  # fmt: skip
     state: dict[str, Any] = {
         "python": random.getstate(),
         "numpy": {

@@ -217,7 +217,7 @@ def _train_step(run: Run, b: int, x: Tensor, y: Tensor, n_batches: int) -> None:
         if float(du.all_reduce_sum(bad, run.info)) > 0:
             raise _diverged(run, b, f"loss is {float(loss.detach())}")
         scaled = loss / cfg.accum_steps
-        (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()
+        (run.scaler.scale(scaled) if run.scaler is not None else scaled).backward()  # type: ignore[no-untyped-call]
     run.stats.loss_sum += float(loss.detach()) * len(y)
     run.stats.correct += float((logits.argmax(1) == target.argmax(1)).sum())
     run.stats.seen += len(y)

@@ -13,13 +13,13 @@ import torch
 from torch import nn
 
 from convzoo.cliutil import resolve_device
-from convzoo.data.build import load_splits
 from convzoo.data.datasets import IMAGE_READ_ERRORS, ArrayDataset, DataError, read_image
 from convzoo.data.device_loader import BatchPrep, DeviceAugment, DeviceLoader
 from convzoo.train.checkpoint import check_training_checkpoint, load_checkpoint
 from convzoo.train.config import TrainConfig
 from convzoo.train.engine import build_model, evaluate
 from convzoo.train.metrics import plot_confusion
+from convzoo.train.state import Loader, run_splits
 
 
 def load_trained(
@@ -63,13 +63,12 @@ def eval_checkpoint(
     if model_name is not None and model_name != cfg.model:
         raise ValueError(f"{path} holds a {cfg.model} checkpoint, not {model_name}")
     dev = next(model.parameters()).device
-    splits = load_splits(data if data is not None else cfg.data, image_size=ckpt["image_size"],
-                         val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
-                         on_bad_image=cfg.on_bad_image, loader=cfg.loader,
-                         split="test" if split == "test" else "train")  # fmt: skip
+    splits = run_splits(cfg, ckpt["image_size"], data=data,
+                        split="test" if split == "test" else "train")  # fmt: skip
     if splits.classes != ckpt["classes"]:
         raise DataError(f"the data's classes {splits.classes[:10]}... differ from the checkpoint's "
                         f"{ckpt['classes'][:10]}...")  # fmt: skip
+    loader: Loader
     if isinstance(splits.val, ArrayDataset):
         loader = DeviceLoader(
             splits.val, batch_size, device=dev, mean=ckpt["mean"], std=ckpt["std"]

@@ -52,7 +52,7 @@ class MetricsLog:
         return path
 
 
-def _plt():
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -124,6 +124,7 @@ class ModelEma(nn.Module):
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay = decay
+        self.num_updates: torch.Tensor
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
     @torch.no_grad()
@@ -131,11 +132,12 @@ class ModelEma(nn.Module):
         self.num_updates += 1
         n = float(self.num_updates)
         d = min(self.decay, (1.0 + n) / (10.0 + n))
-        ema_p = [p for p in self.module.parameters()]
-        src_p = [p.detach() for p in model.parameters()]
+        ema_p: list[torch.Tensor] = list(self.module.parameters())
+        src_p: list[torch.Tensor] = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
         for b_ema, b in zip(self.module.buffers(), model.buffers()):
             b_ema.copy_(b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
+        out: torch.Tensor = self.module(x)
+        return out

@@ -47,10 +47,10 @@ class RunLock:
             if _same_file(fd, self.path):
                 break
             os.close(fd)  # the owner released and unlinked the file we opened: open it afresh
-        owner = {"pid": os.getpid(), "host": socket.gethostname(),
-                 "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
+        me = {"pid": os.getpid(), "host": socket.gethostname(),
+              "started": time.strftime("%Y-%m-%d %H:%M:%S %Z")}  # fmt: skip
         os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(owner).encode())
+        os.write(fd, json.dumps(me).encode())
         self._fd = fd
 
     def release(self) -> None:

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from convzoo.cliutil import UsageError
 from convzoo.data.build import Splits, load_splits
-from convzoo.data.datasets import ArrayDataset, DataError, channel_stats
+from convzoo.data.datasets import ArrayDataset, BadImagePolicy, DataError, channel_stats
 from convzoo.data.device_loader import DeviceAugment, DeviceLoader
 from convzoo.registry import create_model, model_info
 from convzoo.train import distributed as du
@@ -143,14 +143,21 @@ def build_loaders(
     return tl_w, WorkerLoader(splits.val, cfg.batch_size, **wl), IMAGENET_MEAN, IMAGENET_STD
 
 
+def run_splits(cfg: TrainConfig, image_size: int, *, data: str | None = None,
+               download: bool = False, split: str = "train") -> Splits:  # fmt: skip
+    """The run's splits (``data`` replaces the run's data, e.g. when it moved)."""
+    return load_splits(cfg.data if data is None else data, image_size=image_size,
+                       download=download, val_fraction=cfg.val_fraction,
+                       split_seed=cfg.split_seed, loader=cfg.loader, split=split,
+                       on_bad_image=cast(BadImagePolicy, cfg.on_bad_image))  # fmt: skip
+
+
 def setup(cfg: TrainConfig, device: torch.device, info: du.DistInfo) -> Run:
     """Data, loaders, model, optimizer and schedule of a fresh run (step 0)."""
     size = image_size_of(cfg)
     if cfg.download and info.enabled and not info.is_main:
         du.barrier()  # rank 0 downloads (below) before the others read
-    splits = load_splits(cfg.data, image_size=size, download=cfg.download and info.is_main,
-                         val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
-                         on_bad_image=cfg.on_bad_image, loader=cfg.loader)  # fmt: skip
+    splits = run_splits(cfg, size, download=cfg.download and info.is_main)
     if cfg.download and info.enabled and info.is_main:
         du.barrier()
     train_loader, val_loader, mean, std = build_loaders(cfg, splits, device, info)
