@@ -190,3 +190,15 @@ def test_auto_latency_scale_keeps_log_latency_positive():
     assert auto_latency_scale(table(12.0, [{"k3_e1": 3.0, "skip": 0.1}])) == 1.0
     ce = torch.tensor(1.0)
     assert torch.isfinite(fbnet_loss(ce, torch.tensor(0.053 * auto_latency_scale(fast)), 0.2, 0.6))
+
+
+def test_printed_train_command_keeps_the_search_resolution():
+    from convzoo.cli import build_parser
+    from convzoo.nas.cli import train_command
+
+    line = train_command({"stages": [["ir_k3_e1"]], "num_classes": 10}, 32)
+    assert "--image-size 32" in line and "num_classes" not in line
+    # The printed command parses back into the same model arguments.
+    args = build_parser().parse_args(line.split()[1:3] + ["--image-size", "32", "--model-arg",
+                                                          "stages=[['ir_k3_e1']]"])  # fmt: skip
+    assert args.image_size == 32 and args.model == "fbnet_c"
