@@ -153,3 +153,11 @@ def test_broken_pipe_exits_quietly():
     proc.stdout.close()  # the reader goes away, as `| head -1` does
     err = proc.stderr.read().decode() if proc.stderr else ""
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+@pytest.mark.parametrize("bad", [{"num_classes": "10"}, {"num_classes": 0}, {"in_channels": 2.0}])
+def test_create_model_refuses_non_integer_class_and_channel_counts(bad):
+    import convzoo
+
+    with pytest.raises(TypeError, match="must be a positive int"):
+        convzoo.create_model("resnet20_cifar", **bad)
