@@ -103,6 +103,8 @@ def test_model_args_are_literals_and_validated():
         parse_model_args(["num_classes=5"])
     with pytest.raises(UsageError, match=r"drop_rate='abc': expects float"):
         check_model_args("resnet20_cifar", parse_model_args(["drop_rate=abc"]))
+    with pytest.raises(UsageError, match=r"blocks='\(\(3,\) \* 2': expects"):  # not a literal
+        check_model_args("nin_cifar", parse_model_args(["blocks=((3,) * 2"]))
     with pytest.raises(UsageError, match="no such config field"):
         check_model_args("resnet20_cifar", {"nope": 1})
     check_model_args("resnet20_cifar", {"drop_rate": 0})  # an int is a valid float

@@ -193,12 +193,15 @@ def test_auto_latency_scale_keeps_log_latency_positive():
 
 
 def test_printed_train_command_keeps_the_search_resolution():
+    import shlex
+
     from convzoo.cli import build_parser
+    from convzoo.cliutil import parse_model_args
     from convzoo.nas.cli import train_command
 
     line = train_command({"stages": [["ir_k3_e1"]], "num_classes": 10}, 32)
     assert "--image-size 32" in line and "num_classes" not in line
     # The printed command parses back into the same model arguments.
-    args = build_parser().parse_args(line.split()[1:3] + ["--image-size", "32", "--model-arg",
-                                                          "stages=[['ir_k3_e1']]"])  # fmt: skip
+    args = build_parser().parse_args(shlex.split(line)[1:])
     assert args.image_size == 32 and args.model == "fbnet_c"
+    assert parse_model_args(args.model_arg) == {"stages": [["ir_k3_e1"]]}

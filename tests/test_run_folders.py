@@ -228,3 +228,41 @@ def test_predict_refuses_a_fifo_without_blocking(tmp_path, capsys):
     assert main(["predict", str(tmp_path / "pipe.png"), "--checkpoint", str(out / "last.pt")]) == 2
     err = capsys.readouterr().err
     assert "pipe.png is not a regular file" in err and len(err.strip().splitlines()) == 1
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_worker_loader_run_resumes_exactly(tmp_path, monkeypatch):
+    import numpy as np
+
+    from convzoo.train import engine
+
+    data = tmp_path / "data"
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (data / c).mkdir(parents=True)
+        for i in range(20):
+            Image.fromarray(rng.integers(0, 255, (10, 10, 3), np.uint8)).save(data / c / f"{i}.png")
+    cfg = _tiny(tmp_path, data=str(data), loader="workers", workers=0, cutout=3, epochs=2,
+                checkpoint_every_steps=1, batch_size=8, max_train_samples=None,
+                output=str(tmp_path / "cut"))  # fmt: skip
+    real_save = engine.save_checkpoint
+
+    def save_then_stop(state, out):  # as if killed right after the checkpoint at (epoch 2, batch 2)
+        path = real_save(state, out)
+        if (state["epoch"], state["batch"]) == (1, 2):
+            raise _Stop
+        return path
+
+    monkeypatch.setattr(engine, "save_checkpoint", save_then_stop)
+    with pytest.raises(_Stop):
+        train(cfg)
+    monkeypatch.setattr(engine, "save_checkpoint", real_save)
+    train(cfg, resume=True)
+    train(TrainConfig(**{**cfg.to_dict(), "output": str(tmp_path / "full"), "betas": cfg.betas}))
+    a, b = (load_checkpoint(tmp_path / d / "last.pt") for d in ("cut", "full"))
+    assert a["step"] == b["step"]
+    for k in b["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k

@@ -117,6 +117,9 @@ class WorkerLoader:
             num_workers=self.workers,
             collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
+            # Its own generator: DataLoader otherwise draws its worker seed from the global RNG,
+            # which shifts the dropout / drop-path draws of a run resumed mid-epoch.
+            generator=torch.Generator().manual_seed(self.epoch),
         )
         for (step, _, n_global, rows), (x, y, ok) in zip(plan, loader):
             x = self.prep(x.to(self.device, non_blocking=True), self.epoch, step, n_global, rows)
