@@ -226,7 +226,11 @@ def main() -> None:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "LOCKED"
         t0 = time.perf_counter()
         try:
-            results = [run(case, tmp, env) for case in cases()]
+            results = []
+            for case in cases():
+                results.append(run(case, tmp, env))
+                # Progress on stderr: a run cut short still shows what it found.
+                print(f"{case.name}: exit {results[-1].code}", file=sys.stderr, flush=True)
         finally:
             holder.kill()
         assert not (tmp / "pwned").exists(), "the crafted checkpoint ran its code"
