@@ -29,8 +29,12 @@ def test_train_eval_predict(tmp_path, capsys):
     assert "--resume" in capsys.readouterr().err
     # Resuming with more epochs continues the same run.
     assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
-    rows = (out / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(r)["epoch"] for r in rows] == [1, 2]
+    rows = [json.loads(r) for r in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows if r["kind"] == "epoch"] == [1, 2]
+    # The change is recorded where it happened.
+    assert [r["changed"] for r in rows if r["kind"] == "resume"] == [
+        {"epochs": {"was": 1, "now": 2}}
+    ]
     final = json.loads((out / "final.json").read_text())
     assert main(["train", "--resume", str(out), "--no-progress"]) == 0  # finished: a no-op
     assert "already finished 2 epochs of 2" in capsys.readouterr().out

@@ -103,6 +103,8 @@ def test_model_args_are_literals_and_validated():
         parse_model_args(["num_classes=5"])
     with pytest.raises(UsageError, match=r"drop_rate='abc': expects float"):
         check_model_args("resnet20_cifar", parse_model_args(["drop_rate=abc"]))
+    with pytest.raises(UsageError, match=r"blocks='\(\(3,\) \* 2': expects"):  # not a literal
+        check_model_args("nin_cifar", parse_model_args(["blocks=((3,) * 2"]))
     with pytest.raises(UsageError, match="no such config field"):
         check_model_args("resnet20_cifar", {"nope": 1})
     check_model_args("resnet20_cifar", {"drop_rate": 0})  # an int is a valid float
@@ -153,3 +155,11 @@ def test_broken_pipe_exits_quietly():
     proc.stdout.close()  # the reader goes away, as `| head -1` does
     err = proc.stderr.read().decode() if proc.stderr else ""
     assert proc.wait(timeout=60) == 0 and "Traceback" not in err and "BrokenPipe" not in err
+
+
+@pytest.mark.parametrize("bad", [{"num_classes": "10"}, {"num_classes": 0}, {"in_channels": 2.0}])
+def test_create_model_refuses_non_integer_class_and_channel_counts(bad):
+    import convzoo
+
+    with pytest.raises(TypeError, match="must be a positive int"):
+        convzoo.create_model("resnet20_cifar", **bad)

@@ -15,10 +15,11 @@ from convzoo.data.datasets import (
     DataError,
     load_cifar,
     load_digits,
+    read_image,
     stratified_split,
 )
 from convzoo.data.device_loader import DeviceAugment, DeviceLoader
-from convzoo.data.transforms import WorkerLoader, build_transform
+from convzoo.data.transforms import WorkerLoader
 
 
 @pytest.fixture(autouse=True)
@@ -178,11 +179,45 @@ def test_device_loader_shards_are_the_single_process_batch():
     assert not torch.equal(next(iter(single))[1], next(ranks[0].iterate(0))[1][:8])
 
 
-def test_worker_loader_with_randaugment_and_erasing(tmp_path):
-    root = _write_folder(tmp_path / "f", ["a", "b"], n=3, size=20)
-    s = load_splits(str(root), image_size=16, loader="workers", val_fraction=0.34)
-    t = build_transform(16, True, [0.5] * 3, [0.25] * 3, randaugment_n=2, random_erasing=0.5)
-    ldr = WorkerLoader(s.train, 2, t, device="cpu", workers=0, shuffle=True)
-    batches = list(ldr)
-    assert sum(len(y) for _, y in batches) == 4 and batches[0][0].shape[1:] == (3, 16, 16)
-    assert batches[0][0].dtype == torch.float32
+@pytest.mark.parametrize("workers", [0, 1])
+def test_worker_loader_draws_and_augments_as_the_device_loader(tmp_path, workers):
+    root = _write_folder(tmp_path / "f", ["a", "b"], n=5, size=20)
+    for i, p in enumerate(sorted(root.rglob("*.png"))):  # distinct images
+        Image.fromarray(np.random.default_rng(i).integers(0, 255, (20, 20, 3), np.uint8)).save(p)
+    on_device = load_splits(str(root), image_size=16, loader="device", val_fraction=0.2)
+    on_workers = load_splits(str(root), image_size=16, loader="workers", val_fraction=0.2)
+    aug = DeviceAugment(crop_padding=2, hflip=True, cutout=4, randaugment_n=2)
+    kw = dict(device="cpu", mean=[0.4] * 3, std=[0.2] * 3, augment=aug, shuffle=True, seed=3)
+    dev = DeviceLoader(on_device.train, 3, **kw)
+    wrk = WorkerLoader(on_workers.train, 3, size=16, workers=workers, **kw)
+    for ldr in (dev, wrk):
+        ldr.set_epoch(2)
+    pairs = list(zip(dev, wrk))
+    assert len(pairs) == len(dev) == len(wrk) == 3
+    for (xd, yd), (xw, yw) in pairs:
+        assert torch.equal(yd, yw) and torch.equal(xd, xw)
+    # Mid-epoch resume: the same batch 2, with the same augmentation draws.
+    assert torch.equal(next(wrk.iterate(2))[0], pairs[2][1][0])
+
+
+def test_fifo_in_the_data_folder_is_skipped_not_opened(tmp_path):
+    root = _write_folder(tmp_path / "d", ["cat", "dog"], n=4)
+    os.mkfifo(root / "cat" / "pipe.png")  # opening it for reading would wait for a writer
+    for loader in ("device", "workers"):
+        s = load_splits(str(root), image_size=8, loader=loader, val_fraction=0.25)
+        assert [p.endswith("pipe.png") for p in s.skipped] == [True]
+        assert len(s.train) + len(s.val) == 8
+    with pytest.raises(OSError, match="is not a regular file"):
+        read_image(root / "cat" / "pipe.png")
+
+
+def test_truncated_cifar_meta_is_a_data_error(tmp_path):
+    base = tmp_path / "cifar-10-batches-py"
+    base.mkdir()
+    batch = {"data": np.zeros((2, 3072), np.uint8), "labels": [0, 1]}
+    for i in range(1, 6):
+        (base / f"data_batch_{i}").write_bytes(pickle.dumps(batch))
+    meta = pickle.dumps({"label_names": [f"c{i}" for i in range(10)]})
+    (base / "batches.meta").write_bytes(meta[: len(meta) // 2])
+    with pytest.raises(DataError, match=r"batches\.meta.*truncated or damaged"):
+        load_cifar(tmp_path)

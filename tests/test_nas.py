@@ -193,3 +193,18 @@ def test_auto_latency_scale_keeps_log_latency_positive():
     assert auto_latency_scale(table(12.0, [{"k3_e1": 3.0, "skip": 0.1}])) == 1.0
     ce = torch.tensor(1.0)
     assert torch.isfinite(fbnet_loss(ce, torch.tensor(0.053 * auto_latency_scale(fast)), 0.2, 0.6))
+
+
+def test_printed_train_command_keeps_the_search_resolution():
+    import shlex
+
+    from convzoo.cli import build_parser
+    from convzoo.cliutil import parse_model_args
+    from convzoo.nas.cli import train_command
+
+    line = train_command({"stages": [["ir_k3_e1"]], "num_classes": 10}, 32)
+    assert "--image-size 32" in line and "num_classes" not in line
+    # The printed command parses back into the same model arguments.
+    args = build_parser().parse_args(shlex.split(line)[1:])
+    assert args.image_size == 32 and args.model == "fbnet_c"
+    assert parse_model_args(args.model_arg) == {"stages": [["ir_k3_e1"]]}

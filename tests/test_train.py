@@ -30,19 +30,22 @@ def tiny(tmp_path, **kw):
 
 
 def test_tiny_model_learns_digits(tmp_path):
-    final = train(tiny(tmp_path, epochs=2, max_train_samples=800, plots=True, schedule="onecycle",
+    final = train(tiny(tmp_path, epochs=4, max_train_samples=800, plots=True, schedule="onecycle",
                        ema_decay=0.9))  # fmt: skip
     rows = [
         json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [r["epoch"] for r in rows] == [1, 2]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
+    # Thresholds from the spread over 6 seeds (benchmarks/learning_spread.py --epochs 4, AMD EPYC,
+    # BENCHMARKS.md): val acc 54.7-77.7% (mean 67.0, sd 9.2), loss drop 0.76-1.33. A different
+    # CPU or thread count changes float rounding, which moves the result like another seed does.
     assert rows[-1]["train_loss"] < rows[0]["train_loss"] - 0.3
-    assert final["val_acc"] > 50.0  # chance is 10%
+    assert final["val_acc"] > 30.0  # chance is 10%
     assert "val_acc_ema" in final
     for name in ("last.pt", "prev.pt", "metrics.csv", "curves.png", "final.json", "config.json"):
         assert (tmp_path / "run" / name).is_file(), name
     ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
-    assert ckpt["epoch"] == 2 and ckpt["batch"] == 0 and ckpt["ema"] is not None
+    assert ckpt["epoch"] == 4 and ckpt["batch"] == 0 and ckpt["ema"] is not None
     assert {"python", "numpy", "torch"} <= set(ckpt["rng"])
 
 

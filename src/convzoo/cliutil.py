@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import enum
 import sys
 import types
 import typing
@@ -332,8 +333,9 @@ def check_model_args(model: str, model_args: Mapping[str, Any]) -> None:
 
 
 def scalar_type_problem(value: Any, hint: Any) -> str | None:
-    """Why ``value`` does not fit a scalar type hint (bool, int, float, str, optional), or None;
-    structured hints (tuples of rows, callables) are left to the model's own checks."""
+    """Why ``value`` does not fit a type hint, or None. Scalars (bool, int, float, str, optional)
+    are checked exactly; for structured hints (tuples of rows, layer callables) only a string
+    where the hint takes none is refused: a value that was not a Python literal."""
     base, optional = _unwrap_optional(hint)
     if value is None:
         return None if optional else f"expects {getattr(base, '__name__', base)}, got None"
@@ -343,11 +345,25 @@ def scalar_type_problem(value: Any, hint: Any) -> str | None:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif base is float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
-    elif base is str:
-        ok = isinstance(value, str)
+    elif isinstance(value, str):
+        ok = _accepts_str(hint)
     else:
         return None
-    return None if ok else f"expects {base.__name__}, got {type(value).__name__} {value!r}"
+    if ok:
+        return None
+    return f"expects {getattr(base, '__name__', base)}, got {type(value).__name__} {value!r}"
+
+
+def _accepts_str(hint: Any) -> bool:
+    if hint is str or hint is Any or isinstance(hint, str | typing.ForwardRef):
+        return True
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return True  # a str-valued enum field takes its value's name
+    if typing.get_origin(hint) is typing.Literal:
+        return any(isinstance(a, str) for a in typing.get_args(hint))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return any(_accepts_str(a) for a in typing.get_args(hint))
+    return False
 
 
 # ------------------------------------------------------------------------------------ errors

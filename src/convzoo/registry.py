@@ -177,6 +177,12 @@ def resolve_config(
     for key, value in standard.items():
         if value is not None:
             overrides[key] = value
+    for key in ("num_classes", "in_channels"):  # a string here fails deep inside a layer
+        value = overrides.get(key)
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 1
+        ):
+            raise TypeError(f"{name}: {key} must be a positive int, got {value!r}")
     unknown = [k for k in overrides if k not in valid]
     if unknown:
         raise TypeError(

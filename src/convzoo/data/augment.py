@@ -62,8 +62,8 @@ def _boxes(
     w: int,
     g: torch.Generator,
     size: int | None,
-    scale=(0.02, 1 / 3),
-    ratio=(0.3, 3.3),
+    scale: tuple[float, float] = (0.02, 1 / 3),
+    ratio: tuple[float, float] = (0.3, 3.3),
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Per-sample rectangles (y0, y1, x0, x1): a ``size`` square centred anywhere (cutout, clipped
     at the border), or a random-erasing box of area ``scale`` and aspect ``ratio``."""
@@ -82,7 +82,9 @@ def _boxes(
     return y0, y0 + bh, x0, x0 + bw
 
 
-def _box_mask(y0: Tensor, y1: Tensor, x0: Tensor, x1: Tensor, h: int, w: int, dev) -> Tensor:
+def _box_mask(
+    y0: Tensor, y1: Tensor, x0: Tensor, x1: Tensor, h: int, w: int, dev: torch.device
+) -> Tensor:
     """(B, 1, H, W) bool mask, True inside each sample's box."""
     yy = torch.arange(h, device=dev)[None, :, None]
     xx = torch.arange(w, device=dev)[None, None, :]

@@ -86,6 +86,8 @@ def load_splits(
         return Splits(tr, va, train.classes, f"{cifar} at {root}, held-out {val_fraction:.0%}")
     if not root.is_dir():
         raise DataError(f"--data {root} is not a directory")
+    train_f: Dataset
+    val_f: Dataset
     if (root / "train").is_dir():
         train_f = scan_folder(root / "train")
         val_dir = next(

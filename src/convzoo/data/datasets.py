@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -36,6 +36,24 @@ BadImagePolicy = Literal["fail", "skip"]
 
 class DataError(ValueError):
     """A problem with the user's data, raised before training starts."""
+
+
+class NotARegularFile(OSError):
+    """A FIFO, socket or device where a file is expected: opening it could block forever."""
+
+
+# What reading one image can raise (PIL raises SyntaxError on some damaged files).
+IMAGE_READ_ERRORS = (OSError, UnidentifiedImageError, ValueError, SyntaxError)
+
+
+def regular_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file (a symlink to one counts); ``NotARegularFile`` otherwise,
+    checked before any ``open`` because opening a FIFO for reading waits for a writer."""
+    path = Path(path)
+    if not path.is_file():
+        what = "does not exist" if not path.exists() else "is not a regular file"
+        raise NotARegularFile(f"{path} {what}")
+    return path
 
 
 @dataclass
@@ -124,19 +142,32 @@ def load_cifar(
     files = train_files if split == "train" else test_files
     images, labels = [], []
     for fname in files:
-        path = base / fname
+        entry = _cifar_pickle(base / fname)
         try:
-            with open(path, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
             images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.extend(entry[label_key])
-        except (OSError, pickle.UnpicklingError, EOFError, KeyError, ValueError) as err:
-            raise DataError(f"cannot read CIFAR batch {path}: {err}") from err
-    with open(base / meta_file, "rb") as f:
-        classes = list(pickle.load(f, encoding="latin1")[names_key])
+        except (KeyError, ValueError, TypeError) as err:
+            raise DataError(f"cannot read CIFAR batch {base / fname}: {err!r}") from err
+    try:
+        classes = [str(c) for c in _cifar_pickle(base / meta_file)[names_key]]
+    except (KeyError, TypeError) as err:
+        raise DataError(f"cannot read CIFAR class names {base / meta_file}: {err!r}") from err
     return ArrayDataset(
         torch.from_numpy(np.concatenate(images)), torch.tensor(labels, dtype=torch.int64), classes
     )
+
+
+def _cifar_pickle(path: Path) -> dict[str, Any]:
+    """One of torchvision's CIFAR pickles. They hold only arrays, lists and strings, but a pickle
+    can run code: read only the files of the dataset folder the user pointed at."""
+    try:
+        with open(regular_file(path), "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+    except (OSError, pickle.UnpicklingError, EOFError, ValueError, AttributeError) as err:
+        raise DataError(f"cannot read CIFAR file {path}: {err!r} (truncated or damaged?)") from err
+    if not isinstance(entry, dict):
+        raise DataError(f"cannot read CIFAR file {path}: not a CIFAR pickle")
+    return entry
 
 
 # --------------------------------------------------------------------------------- ImageFolder
@@ -149,14 +180,17 @@ def scan_folder(root: str | Path) -> FolderDataset:
     if not class_dirs:
         raise DataError(f"{root} has no class folders (expected {root}/<class>/<image> files)")
     samples: list[tuple[Path, int]] = []
+    skipped: list[str] = []  # FIFOs, sockets, devices named like images: never opened
     for label, d in enumerate(class_dirs):
-        files = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        named = sorted(p for p in d.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        files = [p for p in named if p.is_file()]
+        skipped += [str(p) for p in named if not p.is_file() and not p.is_dir()]
         if not files:
             raise DataError(
                 f"class folder {d} holds no images (extensions: {', '.join(IMAGE_EXTENSIONS)})"
             )
         samples.extend((p, label) for p in files)
-    return FolderDataset(samples, [d.name for d in class_dirs])
+    return FolderDataset(samples, [d.name for d in class_dirs], skipped)
 
 
 def check_same_classes(train: Sequence[str], val: Sequence[str], where: str) -> None:
@@ -171,11 +205,11 @@ def check_same_classes(train: Sequence[str], val: Sequence[str], where: str) -> 
 
 def read_image(path: Path, size: int | None = None) -> np.ndarray:
     """RGB uint8 (H, W, 3); resized to ``size`` x ``size`` when the image is another size."""
-    with Image.open(path) as im:
+    with Image.open(regular_file(path)) as im:
         im = im.convert("RGB")
         if size is not None and im.size != (size, size):
-            im = im.resize((size, size), Image.BILINEAR)
-        return np.asarray(im, dtype=np.uint8)
+            im = im.resize((size, size), Image.Resampling.BILINEAR)
+        return np.array(im, dtype=np.uint8)  # a writable copy (torch.from_numpy needs one)
 
 
 def cache_dir() -> Path:
@@ -212,7 +246,7 @@ def decode_folder(
     def read(path: Path) -> np.ndarray | Exception:
         try:
             return read_image(path, size)
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+        except IMAGE_READ_ERRORS as err:
             return err
 
     with ThreadPoolExecutor(max_workers=min(16, os.cpu_count() or 1)) as pool:
@@ -228,7 +262,8 @@ def decode_folder(
         else:
             keep.append(i)
     labels = torch.tensor([folder.samples[i][1] for i in keep], dtype=torch.int64)
-    out = np.stack([arrays[i] for i in keep]) if keep else np.empty((0, size, size, 3), np.uint8)
+    good = [a for a in arrays if not isinstance(a, Exception)]
+    out = np.stack(good) if good else np.empty((0, size, size, 3), np.uint8)
     # (N, H, W, C) -> (N, C, H, W)
     images = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
     if cache:
@@ -244,9 +279,9 @@ def verify_images(folder: FolderDataset, on_bad_image: BadImagePolicy = "fail") 
     keep, skipped = [], list(folder.skipped)
     for path, label in folder.samples:
         try:
-            with Image.open(path) as im:
+            with Image.open(regular_file(path)) as im:
                 im.verify()
-        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as err:
+        except IMAGE_READ_ERRORS as err:
             if on_bad_image == "fail":
                 raise DataError(
                     f"cannot read image {path}: {err} (use --on-bad-image skip to skip such files)"
@@ -299,7 +334,7 @@ def stratified_split(labels: Tensor, val_fraction: float, seed: int) -> tuple[Te
         raise DataError(f"val_fraction must be in (0, 1), got {val_fraction}")
     g = torch.Generator().manual_seed(seed)
     train_idx, val_idx = [], []
-    for c in labels.unique(sorted=True).tolist():
+    for c in sorted(set(labels.tolist())):
         idx = (labels == c).nonzero().flatten()
         idx = idx[torch.randperm(len(idx), generator=g)]
         n_val = max(1, round(len(idx) * val_fraction))

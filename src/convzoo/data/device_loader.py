@@ -40,6 +40,88 @@ def step_generator(seed: int, epoch: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch) * 1_000_003 + step)
 
 
+class BatchPlan:
+    """Which samples make up batch ``step`` of an epoch, for this rank (see the module docstring);
+    shared by ``DeviceLoader`` and the DataLoader path so both draw the same batches."""
+
+    def __init__(self, n: int, batch_size: int, *, shuffle: bool, drop_last: bool, seed: int,
+                 rank: int, world_size: int) -> None:  # fmt: skip
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.n, self.batch_size, self.shuffle, self.drop_last = n, batch_size, shuffle, drop_last
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def __len__(self) -> int:
+        if self.drop_last:
+            return self.n // self.global_batch
+        return -(-self.n // self.global_batch)
+
+    def batches(self, epoch: int, start_step: int = 0) -> Iterator[tuple[int, Tensor, int, slice]]:
+        """(step, this rank's sample indices, global batch size, this rank's rows of it)."""
+        if self.shuffle:
+            g = torch.Generator().manual_seed(self.seed * 7919 + epoch)
+            perm = torch.randperm(self.n, generator=g)
+        else:
+            perm = torch.arange(self.n)
+        for step in range(start_step, len(self)):
+            glob = perm[step * self.global_batch : (step + 1) * self.global_batch]
+            # A short last batch is split as evenly as possible; a rank may get nothing.
+            per = -(-len(glob) // self.world_size)
+            rows = slice(min(self.rank * per, len(glob)), min((self.rank + 1) * per, len(glob)))
+            yield step, glob[rows], len(glob), rows
+
+
+class BatchPrep:
+    """uint8 batch -> augmented, normalized float batch; the one augmentation definition that
+    both loaders apply. Randomness comes from ``step_generator(seed, epoch, step)``."""
+
+    def __init__(self, augment: DeviceAugment, mean: list[float], std: list[float], *,
+                 device: torch.device, seed: int, channels_last: bool) -> None:  # fmt: skip
+        self.augment, self.device, self.seed, self.channels_last = (
+            augment,
+            device,
+            seed,
+            channels_last,
+        )
+        shape = (1, -1, 1, 1)
+        self.mean = torch.tensor(mean, device=device).view(shape) * 255.0
+        self.inv_std = 1.0 / (torch.tensor(std, device=device).view(shape) * 255.0)
+        if augment.randaugment_n:
+            from torchvision.transforms import v2
+
+            self._randaugment = v2.RandAugment(augment.randaugment_n, augment.randaugment_m)
+
+    def __call__(self, x: Tensor, epoch: int, step: int, n_global: int, rows: slice) -> Tensor:
+        a = self.augment
+        g = step_generator(self.seed, epoch, step)
+        if a.randaugment_n:
+            x = self._apply_randaugment(x, g)
+        if a.crop_padding or a.hflip:
+            x = random_crop_flip(x, a.crop_padding, a.hflip, g, n_global, rows)
+        if a.cutout:
+            x = cutout(x, a.cutout, g, n_global, rows)
+        x = (x.float() - self.mean) * self.inv_std
+        if a.random_erasing:
+            x = random_erasing(x, a.random_erasing, g, n_global, rows)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _apply_randaugment(self, x: Tensor, g: torch.Generator) -> Tensor:
+        # torchvision's RandAugment picks one op for the whole tensor it is given, so it runs per
+        # sample (a Python loop: the slow part of this loader; used by the ConvNeXt recipe).
+        # It draws from the global RNG, which we fork from ``g`` to keep the step reproducible.
+        seed = int(torch.randint(0, 2**62, (1,), generator=g))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return torch.stack([self._randaugment(img) for img in x])
+
+
 class DeviceLoader:
     def __init__(
         self,
@@ -57,29 +139,14 @@ class DeviceLoader:
         world_size: int = 1,
         channels_last: bool = False,
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
-        self.batch_size = batch_size
-        self.augment = augment or DeviceAugment()
-        self.shuffle = shuffle
-        self.drop_last = drop_last
-        self.seed = seed
-        self.rank = rank
-        self.world_size = world_size
-        self.channels_last = channels_last
+        self.plan = BatchPlan(len(data), batch_size, shuffle=shuffle, drop_last=drop_last,
+                              seed=seed, rank=rank, world_size=world_size)  # fmt: skip
+        self.prep = BatchPrep(augment or DeviceAugment(), mean, std, device=self.device, seed=seed,
+                              channels_last=channels_last)  # fmt: skip
         self.epoch = 0
-        shape = (1, -1, 1, 1)
-        self.mean = torch.tensor(mean, device=self.device).view(shape) * 255.0
-        self.inv_std = 1.0 / (torch.tensor(std, device=self.device).view(shape) * 255.0)
-        if self.augment.randaugment_n:
-            from torchvision.transforms import v2
-
-            self._randaugment = v2.RandAugment(
-                self.augment.randaugment_n, self.augment.randaugment_m
-            )
 
     @property
     def num_samples(self) -> int:
@@ -88,59 +155,15 @@ class DeviceLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
-    @property
-    def global_batch(self) -> int:
-        return self.batch_size * self.world_size
-
     def __len__(self) -> int:
-        n = len(self.labels)
-        if self.drop_last:
-            return n // self.global_batch
-        return -(-n // self.global_batch)
+        return len(self.plan)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.iterate(0)
 
     def iterate(self, start_step: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches ``start_step``, ``start_step + 1``, ... of the current epoch."""
-        n = len(self.labels)
-        if self.shuffle:
-            g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
-            perm = torch.randperm(n, generator=g).to(self.device)
-        else:
-            perm = torch.arange(n, device=self.device)
-        for step in range(start_step, len(self)):
-            glob = perm[step * self.global_batch : (step + 1) * self.global_batch]
-            # A short last batch is split as evenly as possible; a rank may get nothing.
-            per = -(-len(glob) // self.world_size)
-            rows = slice(min(self.rank * per, len(glob)), min((self.rank + 1) * per, len(glob)))
-            idx = glob[rows]
-            yield self._batch(idx, len(glob), rows, step), self.labels[idx]
-
-    def _batch(self, idx: Tensor, n_global: int, rows: slice, step: int) -> Tensor:
-        x = self.images[idx]
-        a = self.augment
-        if a.crop_padding or a.hflip or a.cutout or a.random_erasing or a.randaugment_n:
-            g = step_generator(self.seed, self.epoch, step)
-            if a.randaugment_n:
-                x = self._apply_randaugment(x, g)
-            if a.crop_padding or a.hflip:
-                x = random_crop_flip(x, a.crop_padding, a.hflip, g, n_global, rows)
-            if a.cutout:
-                x = cutout(x, a.cutout, g, n_global, rows)
-        x = (x.float() - self.mean) * self.inv_std
-        if a.random_erasing:
-            x = random_erasing(x, a.random_erasing, g, n_global, rows)
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
-
-    def _apply_randaugment(self, x: Tensor, g: torch.Generator) -> Tensor:
-        # torchvision's RandAugment picks one op for the whole tensor it is given, so it runs per
-        # sample (a Python loop: the slow part of this loader; used by the ConvNeXt recipe).
-        # It draws from the global RNG, which we fork from ``g`` to keep the step reproducible.
-        seed = int(torch.randint(0, 2**62, (1,), generator=g))
-        devices = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(seed)
-            return torch.stack([self._randaugment(img) for img in x])
+        for step, idx, n_global, rows in self.plan.batches(self.epoch, start_step):
+            idx = idx.to(self.device, non_blocking=True)
+            x = self.prep(self.images[idx], self.epoch, step, n_global, rows)
+            yield x, self.labels[idx]

@@ -1,93 +1,67 @@
-"""The DataLoader path for folders too large to hold decoded in memory: torchvision transforms v2
-in worker processes, sharded with ``DistributedSampler``.
+"""The DataLoader path for folders too large to hold decoded in memory.
 
-Training transforms follow the usual practice by image size: CIFAR-sized inputs (< 128 px) get
-crop-with-padding and flip; larger inputs get RandomResizedCrop and flip (the ImageNet recipe).
-RandAugment and Random Erasing are added when the config asks for them. Evaluation resizes to
-``size / 0.875`` and center-crops (large) or only resizes (small).
+Worker processes only decode: each image is read and resized to ``size`` x ``size`` uint8 exactly
+as ``decode_folder`` does for the in-memory path. Batches are planned and augmented in the main
+process by the same ``BatchPlan`` and ``BatchPrep`` as ``DeviceLoader``, so the two paths draw the
+same batches, apply the same augmentations from the same (seed, epoch, step) generators, and a
+run on either resumes mid-epoch exactly (random erasing's noise values aside, see ``augment``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import Tensor
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
-from torchvision.transforms import v2
 
-from convzoo.data.datasets import BadImagePolicy, DataError, FolderDataset
+from convzoo.data.datasets import (
+    IMAGE_READ_ERRORS,
+    BadImagePolicy,
+    DataError,
+    FolderDataset,
+    read_image,
+)
+from convzoo.data.device_loader import BatchPlan, BatchPrep, DeviceAugment
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
 
 
-def build_transform(
-    size: int,
-    train: bool,
-    mean: list[float],
-    std: list[float],
-    *,
-    crop_padding: int = 4,
-    hflip: bool = True,
-    randaugment_n: int = 0,
-    randaugment_m: int = 9,
-    random_erasing: float = 0.0,
-) -> v2.Compose:
-    small = size < 128
-    ops: list[Any] = [v2.ToImage()]
-    if train:
-        if small:
-            ops += [v2.Resize((size, size), antialias=True)]
-            if crop_padding:
-                ops += [v2.RandomCrop(size, padding=crop_padding)]
-        else:
-            ops += [v2.RandomResizedCrop(size, antialias=True)]
-        if hflip:
-            ops += [v2.RandomHorizontalFlip()]
-        if randaugment_n:
-            ops += [v2.RandAugment(randaugment_n, randaugment_m)]
-    elif small:
-        ops += [v2.Resize((size, size), antialias=True)]
-    else:
-        ops += [v2.Resize(round(size / 0.875), antialias=True), v2.CenterCrop(size)]
-    ops += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean, std)]
-    if train and random_erasing:
-        ops += [v2.RandomErasing(p=random_erasing, value="random")]
-    return v2.Compose(ops)
+class FolderImages(TorchDataset[tuple[Tensor, int, bool]]):
+    """Decodes one image per item: (uint8 (3, size, size), label, readable). An unreadable file
+    raises with its path, or (``on_bad_image="skip"``) comes back as zeros marked unreadable."""
 
-
-class FolderImages(TorchDataset):
-    """Decodes one image per item; an unreadable file raises with its path (or is skipped)."""
-
-    def __init__(self, folder: FolderDataset, transform: v2.Compose, on_bad_image: BadImagePolicy):
+    def __init__(self, folder: FolderDataset, size: int, on_bad_image: BadImagePolicy) -> None:
         self.samples = folder.samples
-        self.transform = transform
+        self.size = size
         self.on_bad_image = on_bad_image
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, int] | None:
+    def __getitem__(self, i: int) -> tuple[Tensor, int, bool]:
         path, label = self.samples[i]
         try:
-            with Image.open(path) as im:
-                img = im.convert("RGB")
-        except (OSError, UnidentifiedImageError, ValueError) as err:
+            img = torch.from_numpy(read_image(path, self.size)).permute(2, 0, 1)
+        except IMAGE_READ_ERRORS as err:
             if self.on_bad_image == "skip":
-                return None
+                return torch.zeros(3, self.size, self.size, dtype=torch.uint8), label, False
             raise DataError(f"cannot read image {path}: {err}") from err
-        return self.transform(img), label
+        return img, label, True
 
 
-def _collate(items: list[tuple[Tensor, int] | None]) -> tuple[Tensor, Tensor]:
-    kept = [it for it in items if it is not None]  # skipped unreadable images
-    if not kept:
-        return torch.empty(0), torch.empty(0, dtype=torch.int64)
-    return torch.stack([x for x, _ in kept]), torch.tensor([y for _, y in kept])
+def _collate(items: list[tuple[Tensor, int, bool]]) -> tuple[Tensor, Tensor, Tensor]:
+    if not items:  # a short last batch split over ranks can leave one rank nothing
+        return (
+            torch.empty(0, dtype=torch.uint8),
+            torch.empty(0, dtype=torch.int64),
+            torch.empty(0, dtype=torch.bool),
+        )
+    images = torch.stack([x for x, _, _ in items])
+    labels = torch.tensor([y for _, y, _ in items], dtype=torch.int64)
+    return images, labels, torch.tensor([ok for _, _, ok in items])
 
 
 class WorkerLoader:
@@ -97,9 +71,12 @@ class WorkerLoader:
         self,
         folder: FolderDataset,
         batch_size: int,
-        transform: v2.Compose,
         *,
+        size: int,
+        mean: list[float],
+        std: list[float],
         device: torch.device | str,
+        augment: DeviceAugment | None = None,
         workers: int = 4,
         shuffle: bool = False,
         drop_last: bool = False,
@@ -109,15 +86,13 @@ class WorkerLoader:
         channels_last: bool = False,
         on_bad_image: BadImagePolicy = "fail",
     ) -> None:
-        self.dataset = FolderImages(folder, transform, on_bad_image)
-        self.sampler = DistributedSampler(self.dataset, num_replicas=world_size, rank=rank,
-                                          shuffle=shuffle, seed=seed, drop_last=drop_last)  # fmt: skip
-        self.batch_size = batch_size
+        self.dataset = FolderImages(folder, size, on_bad_image)
         self.device = torch.device(device)
+        self.plan = BatchPlan(len(folder), batch_size, shuffle=shuffle, drop_last=drop_last,
+                              seed=seed, rank=rank, world_size=world_size)  # fmt: skip
+        self.prep = BatchPrep(augment or DeviceAugment(), mean, std, device=self.device, seed=seed,
+                              channels_last=channels_last)  # fmt: skip
         self.workers = workers
-        self.drop_last = drop_last
-        self.seed = seed
-        self.channels_last = channels_last
         self.epoch = 0
 
     @property
@@ -126,32 +101,27 @@ class WorkerLoader:
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
-        self.sampler.set_epoch(epoch)
 
     def __len__(self) -> int:
-        n = len(self.sampler)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return len(self.plan)
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         return self.iterate(0)
 
     def iterate(self, start_step: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
-        # Resuming mid-epoch: the same sample order, minus the batches already trained on.
-        # (The augmentation draws after a resume differ: workers seed from the loader's generator.)
-        indices = list(self.sampler)[start_step * self.batch_size :]
+        """Batches ``start_step``, ``start_step + 1``, ... of the current epoch."""
+        plan = list(self.plan.batches(self.epoch, start_step))
         loader = DataLoader(
             self.dataset,
-            batch_size=self.batch_size,
-            sampler=indices,
+            batch_sampler=[idx.tolist() for _, idx, _, _ in plan],
             num_workers=self.workers,
             collate_fn=_collate,
             pin_memory=self.device.type == "cuda",
-            drop_last=self.drop_last,
-            persistent_workers=False,
-            generator=torch.Generator().manual_seed(self.seed * 7919 + self.epoch),
+            # Its own generator: DataLoader otherwise draws its worker seed from the global RNG,
+            # which shifts the dropout / drop-path draws of a run resumed mid-epoch.
+            generator=torch.Generator().manual_seed(self.epoch),
         )
-        for x, y in loader:
-            x = x.to(self.device, non_blocking=True)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, y.to(self.device, non_blocking=True)
+        for (step, _, n_global, rows), (x, y, ok) in zip(plan, loader):
+            x = self.prep(x.to(self.device, non_blocking=True), self.epoch, step, n_global, rows)
+            keep = ok.to(self.device)  # skipped unreadable images leave the batch after augmenting
+            yield x[keep], y.to(self.device, non_blocking=True)[keep]

@@ -28,9 +28,11 @@ __all__ = ["adaptive_grad_clip_", "unitwise_norm"]
 def unitwise_norm(x: Tensor) -> Tensor:
     """L2 norm per unit, shaped to broadcast against ``x`` (a 0-d tensor for a one-unit ``x``)."""
     if x.squeeze().ndim <= 1:
-        return torch.linalg.vector_norm(x)
+        norm: Tensor = torch.linalg.vector_norm(x)
+        return norm
     dims = tuple(range(1, x.ndim))
-    return torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    norm = torch.linalg.vector_norm(x, dim=dims, keepdim=True)
+    return norm
 
 
 def _default_exclude(model: nn.Module) -> Callable[[str, nn.Parameter], bool]:

@@ -21,34 +21,29 @@ from convzoo.cliutil import (
     parse_model_args,
     resolve_device,
 )
+from convzoo.train.checkpoint import check_training_checkpoint, find_resume, load_checkpoint
 from convzoo.train.config import TrainConfig, list_recipes, load_recipe
+from convzoo.train.rundir import run_dir_of
 
 # Fields with their own spelling on the command line.
 _SPECIAL = ("model", "model_args", "data", "output")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from convzoo.train.checkpoint import find_resume, load_checkpoint
     from convzoo.train.engine import TrainingDiverged, train
+    from convzoo.train.state import config_changes, refuse_fixed_changes
 
     overrides = {k: v for k, v in given_fields(args, TrainConfig).items() if k not in _SPECIAL}
     if args.model_arg:
         overrides["model_args"] = parse_model_args(args.model_arg)
-    for key in ("data", "output"):
+    for key in ("model", "data", "output"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
-    if args.model is not None:
-        overrides["model"] = args.model
+    resume: Path | None = None
     if args.resume:
-        if not isinstance(args.resume, str) and args.output is None:
-            raise UsageError("--resume needs the run directory: --resume DIR or --output DIR")
-        where = Path(args.resume if isinstance(args.resume, str) else args.output)
-        path = find_resume(where) if where.is_dir() else where
-        if path is None:
-            raise FileNotFoundError(f"nothing to resume in {where}: no last.pt or prev.pt")
-        base = load_checkpoint(path)["config"]
-        cfg = TrainConfig.from_dict({**base, **overrides})
-        resume: Any = path
+        resume, base = _resume_config(args)
+        # The run continues in the folder it is resumed from (a copied folder is a branch).
+        overrides.setdefault("output", str(run_dir_of(resume)))
     else:
         if args.model is None:
             raise UsageError("convzoo train needs a MODEL (see convzoo list) or --resume DIR")
@@ -56,21 +51,34 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides.setdefault(
             "output", f"runs/{args.model}" + (f"-{args.recipe}" if args.recipe else "")
         )
-        cfg = TrainConfig.from_dict({**base, **overrides})
-        if find_resume(cfg.output) is not None:
-            raise UsageError(f"{cfg.output} already holds a run: continue it with --resume "
-                             f"{cfg.output}, or choose another --output")  # fmt: skip
-        resume = False
+    cfg = TrainConfig.from_dict({**base, **overrides})
+    if resume:  # a changed model is named as such, before its arguments are checked
+        refuse_fixed_changes(config_changes(base, cfg), resume)
     check_model_args(cfg.model, cfg.model_args)
     try:
-        final = train(cfg, resume=resume)
+        final = train(cfg, resume=resume or False)
     except TrainingDiverged as err:
         print(f"convzoo train: {err}", file=sys.stderr)
         return 3
     if final and os.environ.get("RANK", "0") == "0":  # once under torchrun
-        print(f"final: val top-1 {final.get('val_acc', float('nan')):.2f}%  "
-              f"top-5 {final.get('val_top5', float('nan')):.2f}%  -> {cfg.output}")  # fmt: skip
+        top5 = f"  top-5 {final['val_top5']:.2f}%" if "val_top5" in final else ""
+        print(f"final: val top-1 {final.get('val_acc', float('nan')):.2f}%{top5}  -> {cfg.output}")
     return 0
+
+
+def _resume_config(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """(checkpoint to resume, the config it was trained with) for ``--resume [DIR | FILE]``."""
+    if args.resume is True and args.output is None:
+        raise UsageError("--resume needs the run directory: --resume DIR or --output DIR")
+    if args.recipe:
+        raise UsageError("--recipe starts a new run; a resume continues with the run's config")
+    where = Path(args.output if args.resume is True else args.resume)
+    path = find_resume(where) if where.is_dir() else where
+    if path is None:
+        raise FileNotFoundError(f"nothing to resume in {where}: no last.pt or prev.pt")
+    ckpt = load_checkpoint(path)
+    check_training_checkpoint(ckpt, path)
+    return path, dict(ckpt["config"])
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -79,7 +87,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     r = eval_checkpoint(args.checkpoint, args.data, split=args.split, weights=args.weights,
                         batch_size=args.batch_size, device=args.device, output=args.output,
                         model_name=args.model)  # fmt: skip
-    print(f"{r['n']} images ({r['weights']} weights): top-1 {r['acc']:.2f}%  top-5 {r['top5']:.2f}%  "
+    top5 = f"  top-5 {r['top5']:.2f}%" if r["top5"] is not None else ""
+    print(f"{r['n']} images ({r['weights']} weights): top-1 {r['acc']:.2f}%{top5}  "
           f"loss {r['loss']:.4f}")  # fmt: skip
     for name, acc in zip(r["classes"], r["per_class"]):
         print(f"  {name:24s} {acc:6.2f}%")

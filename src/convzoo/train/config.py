@@ -1,6 +1,6 @@
 """``TrainConfig``: every knob of a training run, with units; recipes are JSON files of its fields.
 
-A recipe (``recipes/<name>.json``) holds a subset of the fields plus ``"source"`` (the paper and
+A recipe (``convzoo/recipes/<name>.json``, package data found with ``importlib.resources``) holds a subset of the fields plus ``"source"`` (the paper and
 section the values come from) and ``"notes"``; any field given on the command line overrides the
 recipe, which overrides the defaults below.
 """
@@ -8,16 +8,22 @@ recipe, which overrides the defaults below.
 from __future__ import annotations
 
 import dataclasses
+import importlib.resources
 import json
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+if sys.version_info >= (3, 11):
+    from importlib.resources.abc import Traversable
+else:  # Python 3.10
+    from importlib.abc import Traversable
+
 from convzoo.cliutil import UsageError, option, validate_config
 
-RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes"
 _RECIPE_META = ("source", "notes")
 
 
@@ -113,7 +119,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise UsageError(
+            raise TypeError(
                 f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}"
             )
         hints = typing.get_type_hints(cls)
@@ -135,18 +141,28 @@ def _is_tuple_type(hint: Any) -> bool:
     return False
 
 
+def _recipe_files() -> dict[str, Traversable]:
+    """The recipes shipped inside the package, by name (they travel with any install)."""
+    folder = importlib.resources.files("convzoo") / "recipes"
+    return {r.name[: -len(".json")]: r for r in folder.iterdir() if r.name.endswith(".json")}
+
+
 def list_recipes() -> list[str]:
-    return sorted(p.stem for p in RECIPE_DIR.glob("*.json"))
+    return sorted(_recipe_files())
 
 
 def load_recipe(name_or_path: str) -> dict[str, Any]:
-    """The config fields of a recipe (by name under recipes/, or a path to a JSON file)."""
+    """The config fields of a recipe (a shipped recipe's name, or a path to a JSON file)."""
     path = Path(name_or_path)
-    if not path.suffix:
-        path = RECIPE_DIR / f"{name_or_path}.json"
-    if not path.is_file():
-        raise ValueError(f"unknown recipe {name_or_path!r}; available: {', '.join(list_recipes())}")
-    raw = json.loads(path.read_text())
+    source: Traversable | Path | None = path if path.suffix else _recipe_files().get(name_or_path)
+    if source is None or not source.is_file():
+        raise UsageError(f"unknown recipe {name_or_path!r}; available: {', '.join(list_recipes())}")
+    try:
+        raw = json.loads(source.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"recipe {name_or_path} is not valid JSON: {err}") from err
+    if not isinstance(raw, dict):
+        raise UsageError(f"recipe {name_or_path} must hold a JSON object of TrainConfig fields")
     fields = {k: v for k, v in raw.items() if k not in _RECIPE_META}
     TrainConfig.from_dict(fields)  # validates names and values now, naming the recipe on error
     return fields

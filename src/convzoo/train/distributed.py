@@ -71,11 +71,13 @@ def has_batch_drop_path(model: nn.Module) -> bool:
     )
 
 
-def wrap_ddp(model: nn.Module, info: DistInfo, device: torch.device, sync_bn: bool) -> nn.Module:
+def wrap_ddp(
+    model: nn.Module, info: DistInfo, device: torch.device, sync_bn: bool
+) -> nn.parallel.DistributedDataParallel:
     if sync_bn:
         if device.type != "cuda":
             raise ValueError("--sync-bn needs CUDA devices: PyTorch's SyncBatchNorm is GPU-only")
-        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)  # type: ignore[no-untyped-call]
     return nn.parallel.DistributedDataParallel(
         model,
         device_ids=[device.index] if device.type == "cuda" else None,

@@ -10,18 +10,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from convzoo.cliutil import resolve_device
-from convzoo.data.build import load_splits
-from convzoo.data.datasets import ArrayDataset, DataError
-from convzoo.data.device_loader import DeviceLoader
-from convzoo.data.transforms import WorkerLoader, build_transform
-from convzoo.train.checkpoint import load_checkpoint
+from convzoo.data.datasets import IMAGE_READ_ERRORS, ArrayDataset, DataError, read_image
+from convzoo.data.device_loader import BatchPrep, DeviceAugment, DeviceLoader
+from convzoo.train.checkpoint import check_training_checkpoint, load_checkpoint
 from convzoo.train.config import TrainConfig
 from convzoo.train.engine import build_model, evaluate
 from convzoo.train.metrics import plot_confusion
+from convzoo.train.state import Loader, run_splits
 
 
 def load_trained(
@@ -31,6 +29,7 @@ def load_trained(
     if weights not in ("auto", "model", "ema"):
         raise ValueError(f"weights must be auto, model or ema, got {weights!r}")
     ckpt = load_checkpoint(path)
+    check_training_checkpoint(ckpt, path)
     cfg = TrainConfig.from_dict(ckpt["config"])
     model = build_model(cfg, len(ckpt["classes"]))
     use_ema = ckpt.get("ema") is not None and weights in ("auto", "ema")
@@ -64,20 +63,21 @@ def eval_checkpoint(
     if model_name is not None and model_name != cfg.model:
         raise ValueError(f"{path} holds a {cfg.model} checkpoint, not {model_name}")
     dev = next(model.parameters()).device
-    splits = load_splits(data if data is not None else cfg.data, image_size=ckpt["image_size"],
-                         val_fraction=cfg.val_fraction, split_seed=cfg.split_seed,
-                         on_bad_image=cfg.on_bad_image, loader=cfg.loader,
-                         split="test" if split == "test" else "train")  # fmt: skip
+    splits = run_splits(cfg, ckpt["image_size"], data=data,
+                        split="test" if split == "test" else "train")  # fmt: skip
     if splits.classes != ckpt["classes"]:
         raise DataError(f"the data's classes {splits.classes[:10]}... differ from the checkpoint's "
                         f"{ckpt['classes'][:10]}...")  # fmt: skip
+    loader: Loader
     if isinstance(splits.val, ArrayDataset):
         loader = DeviceLoader(
             splits.val, batch_size, device=dev, mean=ckpt["mean"], std=ckpt["std"]
         )
     else:
-        t = build_transform(ckpt["image_size"], False, ckpt["mean"], ckpt["std"])
-        loader = WorkerLoader(splits.val, batch_size, t, device=dev, workers=cfg.workers)
+        from convzoo.data.transforms import WorkerLoader
+
+        loader = WorkerLoader(splits.val, batch_size, size=ckpt["image_size"], mean=ckpt["mean"],
+                              std=ckpt["std"], device=dev, workers=cfg.workers)  # fmt: skip
     result = evaluate(model, loader, len(ckpt["classes"]), dev, amp=cfg.amp)
     result["classes"] = ckpt["classes"]
     result["weights"] = ckpt["weights_used"]
@@ -96,15 +96,18 @@ def predict_images(
     """Top-k (class name, probability) per image file, most probable first."""
     model, ckpt = load_trained(checkpoint, weights, device)
     dev = next(model.parameters()).device
-    t = build_transform(ckpt["image_size"], False, ckpt["mean"], ckpt["std"])
+    if top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
     batch = []
-    for p in paths:
+    for p in paths:  # read exactly as training read its images (decode_folder / WorkerLoader)
         try:
-            with Image.open(p) as im:
-                batch.append(t(im.convert("RGB")))
-        except (OSError, UnidentifiedImageError) as err:
+            batch.append(torch.from_numpy(read_image(Path(p), ckpt["image_size"])))
+        except IMAGE_READ_ERRORS as err:
             raise DataError(f"cannot read image {p}: {err}") from err
-    probs = model(torch.stack(batch).to(dev)).float().softmax(dim=1).cpu()
+    x = torch.stack(batch).permute(0, 3, 1, 2).to(dev)  # (N, H, W, C) -> (N, C, H, W)
+    prep = BatchPrep(DeviceAugment(), ckpt["mean"], ckpt["std"], device=dev, seed=0,
+                     channels_last=False)  # fmt: skip
+    probs = model(prep(x, 0, 0, len(x), slice(0, len(x)))).float().softmax(dim=1).cpu()
     k = min(top_k, probs.shape[1])
     top = probs.topk(k, dim=1)
     classes = ckpt["classes"]

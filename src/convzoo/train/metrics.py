@@ -11,12 +11,14 @@ from typing import Any
 
 
 class MetricsLog:
-    """Appends records to ``metrics.jsonl``; on resume, drops records past the checkpoint's step."""
+    """Appends records to ``metrics.jsonl``. A new run starts it empty; a resume keeps the records
+    of the ``resume_epoch`` epochs its checkpoint completed (counted in epochs, which a changed
+    batch size does not renumber)."""
 
-    def __init__(self, directory: str | Path, resume_step: int | None = None) -> None:
+    def __init__(self, directory: str | Path, resume_epoch: int | None = None) -> None:
         self.path = Path(directory) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        kept = [r for r in self.read() if resume_step is not None and r["step"] <= resume_step]
+        kept = [r for r in self.read() if resume_epoch is not None and r["epoch"] <= resume_epoch]
         with open(self.path, "w") as f:
             for r in kept:
                 f.write(json.dumps(r) + "\n")
@@ -50,7 +52,7 @@ class MetricsLog:
         return path
 
 
-def _plt():
+def _plt() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,8 +21,9 @@ from torch import nn
 from convzoo.train.config import TrainConfig
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    decay, no_decay = [], []
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (decay if p.ndim >= 2 else no_decay).append(p)
@@ -77,9 +79,36 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int) -> Callable[[int], float]:
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int
+    optimizer: torch.optim.Optimizer,
+    cfg: TrainConfig,
+    steps_per_epoch: int,
+    world_size: int = 1,
+    start_step: int = 0,
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, steps_per_epoch))
+    """The per-step schedule of ``cfg``, positioned after ``start_step`` optimizer steps.
+
+    The schedule is a function of (cfg, step) only, so a resume rebuilds it from the config it
+    resumes with (a new ``--lr``, ``--epochs`` or ``--batch-size`` applies) instead of loading
+    the scheduler's saved state.
+    """
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"] = peak_lr(cfg, world_size)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lr_factor(cfg, steps_per_epoch), last_epoch=start_step - 1
+    )
+
+
+def apply_hyperparameters(optimizer: torch.optim.Optimizer, cfg: TrainConfig) -> None:
+    """Set ``cfg``'s weight decay and momentum / betas on a (resumed) optimizer's groups; the
+    learning rate is the scheduler's (``build_scheduler``)."""
+    decay_group = optimizer.param_groups[0]  # param_groups: [decayed, not decayed]
+    decay_group["weight_decay"] = cfg.weight_decay
+    for group in optimizer.param_groups:
+        if isinstance(optimizer, torch.optim.SGD):
+            group["momentum"] = cfg.momentum
+            group["nesterov"] = cfg.nesterov and cfg.momentum > 0
+        else:
+            group["betas"] = cfg.betas
 
 
 class ModelEma(nn.Module):
@@ -95,6 +124,7 @@ class ModelEma(nn.Module):
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.decay = decay
+        self.num_updates: torch.Tensor
         self.register_buffer("num_updates", torch.zeros((), dtype=torch.int64))
 
     @torch.no_grad()
@@ -102,11 +132,12 @@ class ModelEma(nn.Module):
         self.num_updates += 1
         n = float(self.num_updates)
         d = min(self.decay, (1.0 + n) / (10.0 + n))
-        ema_p = [p for p in self.module.parameters()]
-        src_p = [p.detach() for p in model.parameters()]
+        ema_p: list[torch.Tensor] = list(self.module.parameters())
+        src_p: list[torch.Tensor] = [p.detach() for p in model.parameters()]
         torch._foreach_lerp_(ema_p, src_p, 1.0 - d)
         for b_ema, b in zip(self.module.buffers(), model.buffers()):
             b_ema.copy_(b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)
+        out: torch.Tensor = self.module(x)
+        return out
