@@ -11,7 +11,12 @@ from convzoo import __version__
 from convzoo.registry import list_models, model_info
 
 # Subcommands that live beside the library code they drive; each module has add_commands(sub).
-COMMAND_MODULES: tuple[str, ...] = ("convzoo.train.cli", "convzoo.bench.cli", "convzoo.nas.cli")
+COMMAND_MODULES: tuple[str, ...] = (
+    "convzoo.train.cli",
+    "convzoo.bench.cli",
+    "convzoo.interop.export",
+    "convzoo.nas.cli",
+)
 
 
 def _fmt_m(value: float | None, scale: float, digits: int = 2) -> str:

@@ -1,4 +1,4 @@
-"""``convzoo bench``, ``convzoo compare`` and ``convzoo export``: argument parsing only."""
+"""``convzoo bench`` and ``convzoo compare``: argument parsing only."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from convzoo.bench.runner import DTYPES, BenchConfig, bench_models, registered_spec
+from convzoo.bench.runner import BenchConfig, bench_models, registered_spec
+from convzoo.bench.runtimes import RUNTIMES
+from convzoo.bench.spec import DTYPES
 
 __all__ = ["add_commands"]
 
@@ -21,6 +23,24 @@ def _batch_sizes(text: str) -> tuple[int, ...]:
     return sizes
 
 
+def _runtimes(text: str) -> tuple[str, ...]:
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    unknown = [n for n in names if n not in RUNTIMES]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(f"choose from {', '.join(RUNTIMES)}, got {text!r}")
+    return names
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from convzoo.bench.report import load_accuracies, table_text, write_report
 
@@ -33,21 +53,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
         if not torch.cuda.is_available():
             raise ValueError("--device cuda: no CUDA device is available")
-    fast = args.fast
     cfg = BenchConfig(
         batch_sizes=args.batch_sizes,
         device=device,
         dtype=args.dtype,
-        channels_last=args.channels_last or fast,
-        compile=args.compile or fast,
-        fold_bn=args.fold_bn or fast,
-        cuda_graphs=args.cuda_graphs or (fast and device == "cuda"),
+        channels_last=args.channels_last,
+        runtimes=args.runtime,
+        fast=args.fast,
+        fold_bn=args.fold_bn,
+        cuda_graphs=args.cuda_graphs,
         train=args.train,
         warmup=args.warmup,
         repeats=args.repeats,
         min_repeat_s=args.min_repeat_s,
         memory_cap_mib=args.memory_cap_mib,
         threads=args.threads,
+        calibration_data=args.calibration_data,
+        calibration_images=args.calibration_images,
     )
     specs = [
         registered_spec(
@@ -103,21 +125,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from convzoo.interop.export import export_registered
-
-    result = export_registered(
-        args.model, args.format, args.output, tiny=args.tiny, input_size=args.input_size
-    )
-    print(
-        f"wrote {result.path} ({result.format}); checked at batch {result.check_batch_size}: "
-        f"max |exported - PyTorch| = {result.max_abs_diff:.2e} (tolerance 1e-4)"
-    )
-    if result.note:
-        print(f"note: {result.note}")
-    return 0
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
@@ -128,13 +135,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
     p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile (CPU: with freezing)")
+    p.add_argument(
+        "--runtime",
+        type=_runtimes,
+        default=("eager",),
+        help=f"comma-separated, timed in interleaved rounds: {', '.join(RUNTIMES)}",
+    )
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs")
     p.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for batch <= 16")
     p.add_argument(
         "--fast",
         action="store_true",
-        help="every fast path for the device: channels_last, BN folding, compile, CUDA graphs",
+        help="add the 'fast' runtime: the fastest engine for the device, chosen by measuring",
     )
     p.add_argument("--train", action="store_true", help="also time a training step")
     p.add_argument("--tiny", action="store_true", help="registered Tiny configs (smoke runs)")
@@ -142,7 +154,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--min-repeat-s", type=float, default=0.05)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch default)")
+    p.add_argument("--threads", type=_positive, default=None, help="CPU threads (torch default)")
+    p.add_argument("--calibration-data", default=None, help="int8: image folder (default digits)")
+    p.add_argument("--calibration-images", type=_positive, default=64)
     p.add_argument("--memory-cap-mib", type=float, default=None, help="simulated memory size")
     p.add_argument(
         "--metrics",
@@ -156,11 +170,3 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("export", help="export to ONNX or torch.export, checked against PyTorch")
-    p.add_argument("model")
-    p.add_argument("--format", choices=("onnx", "torch-export"), default="onnx")
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--tiny", action="store_true", help="the registered Tiny config")
-    p.add_argument("--input-size", type=int, default=None)
-    p.set_defaults(func=cmd_export)
