@@ -80,6 +80,27 @@ def test_paper_param_counts():
     assert info.paper_params_m == 38.6 and abs(n20 / 1e6 - 38.6) > 4  # known to differ
 
 
+def _conv_graph_params(model: torch.nn.Module) -> int:
+    """Conv weights plus one bias per output channel: the released Caffe nets' conv parameters."""
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    return sum(c.weight.numel() + c.out_channels for c in convs)
+
+
+@pytest.mark.parametrize(
+    ("name", "released"),
+    [
+        # gustavla/fractalnet generation/fractalnet.py (FILTERS 64-128-256-512-512, 3 columns).
+        ("fractalnet20_cifar", 33_709_184),
+        # iPhysicist/CNNDesignPatterns FoF.prototxt, all 49 convs.
+        ("fof_cifar", 38_484_096),
+    ],
+)
+def test_conv_graph_equals_the_authors_release(name, released):
+    with torch.device("meta"):
+        model = convzoo.create_model(name)
+    assert _conv_graph_params(model) == released
+
+
 @pytest.mark.parametrize("column", [0, 1, 2])
 def test_global_mode_runs_exactly_one_column(column, monkeypatch):
     model = tiny(drop_path_rate=0.15, global_ratio=1.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -164,3 +165,37 @@ def test_full_size_macs_match_paper(name):
     assert math.isclose(macs_g, info.paper_macs_g, abs_tol=tol + 1e-9), (
         f"{name}: {macs_g:.4f} GMACs (multiply-adds) vs paper {info.paper_macs_g} (tolerance {tol})"
     )
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_stages_are_resolution_stages_and_backbone_matches_feature_info(name):
+    """The contract: ``stages`` holds one element per resolution, ``neck`` what follows them."""
+    model, tiny = tiny_model(name)
+    model.eval()
+    x = tiny_input(name, tiny)
+    with torch.no_grad():
+        final, inter = model.forward_intermediates(x)
+        torch.testing.assert_close(final, model.forward_features(x))
+        torch.testing.assert_close(model.neck(inter[-1]), final)
+    info = model.feature_info
+    assert len(info) == len(inter) == model.num_stages
+    reductions = info.reduction()
+    assert all(a < b for a, b in itertools.pairwise(reductions)), (
+        f"{name}: two stages share a resolution {reductions}; merge them into one stage"
+    )
+    assert [f.shape[1] for f in inter] == info.channels()
+
+    last_two = [model.num_stages - 2, model.num_stages - 1] if model.num_stages > 1 else [0]
+    backbone, _ = tiny_model(name, features_only=True, out_indices=last_two)
+    backbone.eval()
+    with torch.no_grad():
+        maps = backbone(x)
+    assert backbone.feature_info.channels() == [info.channels()[i] for i in last_two]
+    for f, meta in zip(maps, backbone.feature_info):
+        assert f.shape[1] == meta["num_chs"]
+        # Reductions are nominal (powers of two); tiny inputs with unpadded convs round down.
+        assert x.shape[-1] / f.shape[-1] <= meta["reduction"] * 1.5
+    # The backbone's keys are the classifier's own, so classifier weights load into it.
+    missing, unexpected = backbone.load_state_dict(model.state_dict(), strict=False)
+    assert not missing
+    assert all(k.startswith(("head.", "neck.", "stages.")) for k in unexpected)

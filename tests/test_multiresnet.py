@@ -41,6 +41,19 @@ def test_shape_changing_block_shares_its_preactivation():
         torch.testing.assert_close(block(x), block.shortcut(a) + sum(f(a) for f in block.functions))
 
 
+def test_bottleneck_function_matches_the_released_lua():
+    # masabdi/multi-resnet models/multi-resnet.lua: the stride sits on the first 1x1 conv,
+    # convs have no bias, the projection is a strided 1x1 conv.
+    block = MultiResidualBlock(64, 128, 2, 2, bottleneck=True)
+    for f in block.functions:
+        convs = [m for m in f.modules() if isinstance(m, nn.Conv2d)]
+        assert [c.kernel_size for c in convs] == [(1, 1), (3, 3), (1, 1)]
+        assert [c.stride for c in convs] == [(2, 2), (1, 1), (1, 1)]
+        assert [c.out_channels for c in convs] == [32, 32, 128]
+        assert all(c.bias is None for c in convs)
+    assert block.shortcut.kernel_size == (1, 1) and block.shortcut.bias is None
+
+
 def test_k1_is_preact_resnet():
     # He et al. 2016 (Identity Mappings), Table: pre-activation ResNet-164 has 1.7M parameters.
     assert round(meta_params("multiresnet200_k5_cifar", depth=164, k=1) / 1e6, 1) == 1.7

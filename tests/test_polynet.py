@@ -178,10 +178,13 @@ def test_stochastic_paths_skip_compute():
 def test_matches_the_released_very_deep_polynet():
     """Same outputs as Cadene's port of the released model, weights mapped one to one in order.
 
-    Skipped unless ``pretrainedmodels`` is installed (it is not a convzoo dependency).
+    ``pretrainedmodels`` is in the ``test`` extra; random weights, nothing downloads. Measured
+    difference: at most 2e-6 on features of magnitude ~2.5 (float32, 1 and 2 threads, three
+    seeds, 75 and 107 px); a weight mapped to the wrong place differs by O(1).
     """
-    pytest.importorskip("pretrainedmodels")
     import sys
+
+    import pretrainedmodels  # noqa: F401  (the package binds the module name to a function)
 
     reference = sys.modules["pretrainedmodels.models.polynet"].PolyNet
     torch.manual_seed(0)
@@ -201,7 +204,7 @@ def test_matches_the_released_very_deep_polynet():
     ours.load_state_dict(mapped, strict=False)
     x = torch.randn(1, 3, 75, 75)  # the smallest input both accept
     with torch.no_grad():
-        torch.testing.assert_close(ours.forward_features(x), ref.features(x), rtol=1e-4, atol=1e-4)
+        torch.testing.assert_close(ours.forward_features(x), ref.features(x), rtol=1e-5, atol=1e-5)
 
 
 def test_polynet_moves_between_devices_and_dtypes():

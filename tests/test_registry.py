@@ -48,3 +48,14 @@ def test_models_are_float32_on_cpu():
     model = convzoo.create_model("nin_cifar")
     assert {p.dtype for p in model.parameters()} == {torch.float32}
     assert {p.device.type for p in model.parameters()} == {"cpu"}
+
+
+def test_out_indices_need_features_only_and_are_checked():
+    with pytest.raises(ValueError, match="features_only"):
+        convzoo.create_model("resnet20_cifar", out_indices=[1])
+    with pytest.raises(ValueError, match="out of range"):
+        convzoo.create_model("resnet20_cifar", features_only=True, out_indices=[5])
+    backbone = convzoo.create_model("resnet20_cifar", features_only=True, out_indices=2)
+    assert backbone.feature_info.reduction() == [2, 4]
+    with pytest.raises(ValueError, match="no classifier"):
+        backbone.reset_classifier(3)

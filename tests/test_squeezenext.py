@@ -71,6 +71,25 @@ def test_width_multiplier_widens_the_blocks_only():
     assert [b.branch[0].out_channels for b in _blocks(_meta("sqnxt23_w1_5"))][:2] == [24, 24]
 
 
+@pytest.mark.parametrize("name", ["sqnxt23_w2", "sqnxt23v5_w2"])
+def test_first_block_projects_even_at_equal_width(name):
+    # 2.0-SqNxt-23(v5) prototxts: Convolution2, a 1x1 from the 64-channel pool to 64 channels.
+    model = _meta(name)
+    first = model.stages[0][0]
+    proj = first.project if "v5" in name else first.shortcut
+    assert isinstance(proj[0], nn.Conv2d) and (proj[0].in_channels, proj[0].out_channels) == (
+        64,
+        64,
+    )
+    # Later blocks of the stage keep the identity shortcut.
+    assert all(
+        isinstance(b.shortcut, nn.Identity) and isinstance(b.project, nn.Identity)
+        for b in model.stages[0][1:]
+    )
+    kernel = 5 if "v5" in name else 7
+    assert model.stem[0][0].kernel_size == (kernel, kernel) and model.stem[0].out_channels == 64
+
+
 def test_v5_release_layout():
     v5 = _meta("sqnxt23v5_w1")
     assert v5.stem[0][0].kernel_size == (5, 5)

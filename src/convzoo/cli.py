@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
 from convzoo import __version__
+from convzoo.cliutil import Parser, UsageError, add_command, print_error
 from convzoo.registry import list_models, model_info
 
 # Subcommands that live beside the library code they drive; each module has add_commands(sub).
@@ -73,31 +75,46 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="convzoo", description=__doc__)
+    parser = Parser(prog="convzoo", description=__doc__)
     parser.add_argument("--version", action="version", version=f"convzoo {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("list", help="list registered models (fnmatch pattern)")
+    p = add_command(sub, "list", cmd_list, help="list registered models (fnmatch pattern)")
     p.add_argument("pattern", nargs="?", default="*")
-    p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("info", help="params, MACs and paper numbers of one model")
+    p = add_command(sub, "info", cmd_info, help="params, MACs and paper numbers of one model")
     p.add_argument("name")
-    p.set_defaults(func=cmd_info)
 
     for module in COMMAND_MODULES:
         importlib.import_module(module).add_commands(sub)
     return parser
 
 
+# Mistakes of the user's (bad values, files, data, checkpoints; a full disk or a read-only
+# folder): one line and exit status 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (UsageError, ValueError, TypeError, OSError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one ``convzoo`` command; returns the exit status (2 for a usage error)."""
+    args = build_parser().parse_args(argv)
+    prog = getattr(args, "prog", f"convzoo {args.command}")
     try:
-        return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        print(f"convzoo {args.command}: error: {err}", file=sys.stderr)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # inside the try: a reader that went away is seen here
+        return status
+    except BrokenPipeError:
+        # The reader went away (``convzoo list | head``): stop quietly. Point stdout at devnull so
+        # the interpreter's final flush does not raise a second time.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    except USER_ERRORS as err:
+        print_error(prog, err)
         return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,13 +190,20 @@ def create_model(
     in_channels: int = 3,
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
+    *,
+    features_only: bool = False,
+    out_indices: int | Sequence[int] | None = None,
     **config_overrides: Any,
 ) -> nn.Module:
     """Build a registered model on the current default device, float32.
 
-    Unknown ``name``: ``ValueError`` naming the closest registered names. Unknown override:
-    ``TypeError`` listing the config's valid fields.
+    ``features_only=True`` gives a backbone: ``forward`` returns the feature maps of the stages in
+    ``out_indices`` (all by default; an int n means the last n) and ``model.feature_info`` gives
+    their channels and reductions. Unknown ``name``: ``ValueError`` naming the closest registered
+    names. Unknown override: ``TypeError`` listing the config's valid fields.
     """
+    if out_indices is not None and not features_only:
+        raise ValueError("out_indices only applies with features_only=True")
     cfg = resolve_config(
         name,
         num_classes=num_classes,
@@ -207,4 +214,6 @@ def create_model(
     )
     model = get_entry(name).builder(cfg)
     model.model_name = name
+    if features_only:
+        model = model.as_features(out_indices)
     return model

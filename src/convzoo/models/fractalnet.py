@@ -30,8 +30,12 @@ Eval modes: the full network (mean joins, nothing dropped), or one column only,
 
 Parameter count: Table 1 prints 38.6M for the 20-layer network, but the architecture described
 (and built here) has 33.7M (count the convs: per block C first-in-column convs plus
-2^C - 1 - C others). The 38.6M is not reproducible from the paper's description; we record both,
-with ``paper_params_tol_m`` covering the gap. The 40-layer row of Table 1 (22.9M) uses a
+2^C - 1 - C others). The authors' own generator builds the same 33.7M: gustavla/fractalnet
+``generation/fractalnet.py`` (FILTERS 64-128-256-512-512, COLUMNS 3, REDUCTIONS 5, pooling
+before the block's last join) with the units of ``generation/globals.crox`` (3x3 conv with bias,
+dropout, BatchNorm without a Scale layer, ReLU; an inner-product classifier) has 33,714,314
+parameters, ours 33,724,618 (affine BatchNorm and bias-free convs instead). So 38.6M is not the
+released network either; we record both, with ``paper_params_tol_m`` covering the gap. The 40-layer row of Table 1 (22.9M) uses a
 different channel layout that the paper does not spell out; ``fractalnet40_cifar`` keeps
 Section 4.1's 64-128-256-512-512 (76.1M) and records no paper count.
 
@@ -40,9 +44,12 @@ units. The graph is read off the authors' released FoF.prototxt (github.com/iPhy
 CNNDesignPatterns): three macro columns of C=3 fractal blocks; the deepest is four blocks
 64-128-256-512, each pooling 2x; the middle one two blocks (-> 128, -> 512) pooling 4x each; the
 shallowest one block (-> 512) pooling 16x; macro joins after the deepest column's second block
-(2 inputs, 8x8) and at the end (3 inputs, 2x2). Uncertain: the paper text and its Figure 1b
-could not be consulted here, so we rely on the prototxt alone, and we found no parameter count
-or accuracy to record. Deviations from the prototxt: its dropout ratios are irregular (0 to 0.3,
+(2 inputs, 8x8) and at the end (3 inputs, 2x2). Checked layer by layer against FoF.prototxt
+(all 49 convs, their inputs and widths, every pooling and join): the conv graph is identical,
+38,484,096 conv parameters counting one bias (here: one BatchNorm shift) per output channel, and
+the released network totals 38,504,586 with its classifier. The paper text and its Figure 1b
+could not be consulted here, and the repository's README gives no parameter count or accuracy,
+so none is recorded. Deviations from the prototxt: its dropout ratios are irregular (0 to 0.3,
 different within one block) and are not reproduced (none by default); its classifier is a fully
 connected layer over the flattened 2x2x512 map, ours is global average pooling + linear (any
 input >= 16 px); its convs have biases and its BatchNorm has no affine scale, ours are bias-free
@@ -336,8 +343,9 @@ for _name, _columns, _paper_m, _acc, _table in (
             paper_accuracy=_acc,
             notes=(
                 "Table 1 prints 38.6M, but the described architecture (B=5, C=3, "
-                "64-128-256-512-512, 3x3 conv-BN-ReLU units) has 33.7M: the paper's count is "
-                "not reproducible from its description, hence the 4.95M tolerance. Accuracy: "
+                "64-128-256-512-512, 3x3 conv-BN-ReLU units) has 33.7M, and so does the authors' "
+                "generator (gustavla/fractalnet generation/fractalnet.py: 33,714,314): the "
+                "paper's count is not reproducible, hence the 4.95M tolerance. Accuracy: "
                 "C10+ with drop-path and dropout (4.60% error). Train with "
                 "drop_path_rate=0.15, block_drop_rates=FRACTAL_DROPOUT."
                 if _columns == 3
@@ -360,9 +368,10 @@ register_model(
         input_size=32,
         num_classes=10,
         params=38_504_010,
-        notes="Graph from the authors' FoF.prototxt (paper not consulted; no paper count known). "
-        "Classifier is GAP + linear, not the prototxt's FC over a 2x2x512 map; the prototxt's "
-        "irregular dropout is not reproduced.",
+        notes="Conv graph identical to the authors' FoF.prototxt (iPhysicist/CNNDesignPatterns): "
+        "38,484,096 conv parameters; the released net has 38,504,586 with its FC over the 2x2x512 "
+        "map, ours 38,504,010 with GAP + linear and affine BatchNorm. No paper count is known; "
+        "the prototxt's irregular dropout is not reproduced.",
     ),
     tiny=Tiny(overrides={"widths": (4, 4, 8, 8)}, input_size=16),
 )

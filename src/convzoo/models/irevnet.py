@@ -2,27 +2,41 @@
 
 Jacobsen, Smeulders & Oyallon, "i-RevNet: Deep Invertible Networks", ICLR 2018, arXiv 1802.07088.
 Configs: Table 1 (ImageNet models (a) injective and (b) bijective), with the layer details of the
-authors' released code.
+authors' released code, read in jhjacobsen/pytorch-i-revnet: ``models/iRevNet.py`` (block,
+network), ``models/model_utils.py`` (``psi``, ``injective_pad``, split/merge) and ``README.md``
+(the ImageNet training command and results table).
 
 The input is split by an invertible space-to-depth step (``S~``, block 2: 3x224x224 ->
 12x112x112) into two halves. Each block maps (x1, x2) -> (S x2, S x1 + F(x2)): F is the
 bottleneck BN-ReLU-conv3x3 (stride 1 or 2, to width/4), BN-ReLU-conv3x3, BN-ReLU-conv3x3 (to the
-block width), and S is the identity or, in a strided block, the invertible space-to-depth
-(``pixel_unshuffle``, 4x channels, 1/2 resolution). The final features are the merged halves
-(no information lost); ``model.inverse(features)`` recovers the input. An injective model grows
-its channels by zero padding (``InjectivePad``), which its inverse drops. Every block is
-invertible, so every stage is one ``ReversibleSequence``: with ``memory_saving`` on, training
-stores only each stage's output (convzoo.layers.reversible).
+block width; the first block of the network has no leading BN-ReLU), and S is the identity or, in
+a strided block, the invertible space-to-depth (4x channels, 1/2 resolution) in the released
+``psi``'s channel order. The final features are the merged halves (no information lost);
+``model.inverse(features)`` recovers the input. An injective model widens by appending zero
+channels to the merged halves and splitting again (``InjectivePad``, the released
+``injective_pad``), which its inverse drops. Every block is invertible, so every stage is one
+``ReversibleSequence``: with ``memory_saving`` on, training stores only each stage's output
+(convzoo.layers.reversible).
+
+irevnet_b is exactly the README's ImageNet command (``--nBlocks 6 16 72 6 --nStrides 2 2 2 2
+--nChannels 24 96 384 1536 --init_ds 2``): the released network built from it has our
+125,120,356 parameters, and with its weights mapped one to one computes the same features (max
+difference 3e-6 at 64 px, full depth; checked against a transcription of the released forward,
+not kept in the repository). Its accuracy is the README's: the released checkpoint evaluates to
+74.018% top-1 (26.0% error in the README's table).
 
 Deviations:
-* BatchNorm keeps running statistics (the released code normalises with batch statistics even
-  at test time, ``track_running_stats=False``), so that evaluation is per-sample.
-* The space-to-depth channel order is ``torch.pixel_unshuffle``'s; the released ``psi`` orders
-  the same values differently (a fixed channel permutation, equivalent for learning).
-* irevnet_a: Table 1 gives (a) 181M parameters, but the widths of (a) are not in the text we had;
-  ours pads the 12 space-to-depth channels with 2 zero channels, so its widths are
-  28-112-448-1792 (169.7M) instead of (b)'s 24-96-384-1536 (125.1M, matching Table 1's 125M).
-Reference numbers (Table 1, ImageNet top-1 error): (a) 24.7 %, (b) 26.0 %.
+* irevnet_a: the released code carries no configuration for (a) (the README gives only (b)'s
+  command), so its widths stay ours: the 12 space-to-depth channels are widened to 14 by the
+  released injective padding, so the stages are 28-112-448-1792 (169.7M parameters against Table
+  1's 181M; the count grows with the square of the first width, since the released operators
+  make every strided block widen 4x: 24 gives 125.1M, 28 169.7M, and 181M would need 28.9). The
+  released code cannot
+  pad before a strided block (its ``injective_pad`` runs only in stride-1 blocks); ours pads
+  after S~, the same operator in another place.
+* The released classifier BatchNorm has ``momentum=0.9`` (PyTorch's convention: weight of the
+  new batch); ours keeps the default 0.1.
+Reference numbers (README table, ImageNet top-1 error): (a) 24.7 %, (b) 26.0 %.
 """
 
 from __future__ import annotations
@@ -62,33 +76,49 @@ class IRevNetConfig:
 
 
 class SpaceToDepth(nn.Module):
-    """Invertible down-sampling: (C, H, W) -> (C * b^2, H / b, W / b)."""
+    """Invertible down-sampling: (C, H, W) -> (C * b^2, H / b, W / b).
+
+    Output channel ``(dy * b + dx) * C + c`` holds input channel ``c`` at offset (dy, dx) of each
+    b x b block: the released ``psi``'s order, which decides what the split S~ sends to each half.
+    """
 
     def __init__(self, block_size: int) -> None:
         super().__init__()
         self.block_size = block_size
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.pixel_unshuffle(x, self.block_size) if self.block_size > 1 else x
+        b = self.block_size
+        if b == 1:
+            return x
+        y = F.pixel_unshuffle(x, b)  # channel c * b^2 + dy * b + dx
+        n, _, h, w = y.shape
+        # (N, C, b*b, h, w) -> (N, b*b, C, h, w)
+        return y.view(n, -1, b * b, h, w).transpose(1, 2).reshape(n, -1, h, w)
 
     def inverse(self, y: Tensor) -> Tensor:
-        return F.pixel_shuffle(y, self.block_size) if self.block_size > 1 else y
+        b = self.block_size
+        if b == 1:
+            return y
+        n, _, h, w = y.shape
+        # (N, b*b, C, h, w) -> (N, C, b*b, h, w)
+        x = y.view(n, b * b, -1, h, w).transpose(1, 2).reshape(n, -1, h, w)
+        return F.pixel_shuffle(x, b)
 
 
 class InjectivePad(InvertibleBlock):
-    """Append ``pad`` zero channels to each half; the inverse drops them."""
+    """Widen each half by ``pad`` channels of zeros; the inverse drops them."""
 
     def __init__(self, pad: int) -> None:
         super().__init__()
         self.pad = pad
 
     def forward(self, x: Tensor) -> Tensor:
-        # Each half keeps its own channels first: (x1, 0, x2, 0).
-        return torch.cat([F.pad(h, (0, 0, 0, 0, 0, self.pad)) for h in x.chunk(2, dim=1)], dim=1)
+        # As released: zeros appended to the merged (x1, x2), which is then split again, so the
+        # first half becomes (x1, start of x2) and the second (rest of x2, zeros).
+        return F.pad(x, (0, 0, 0, 0, 0, 2 * self.pad))
 
     def inverse(self, y: Tensor) -> Tensor:
-        c = y.shape[1] // 2 - self.pad
-        return torch.cat([h[:, :c] for h in y.chunk(2, dim=1)], dim=1)
+        return y[:, : y.shape[1] - 2 * self.pad]
 
 
 class IRevBlock(InvertibleBlock):
@@ -215,8 +245,8 @@ class IRevNet(ZooModel):
         return self
 
 
-# Table 1 (ImageNet): 300-layer i-RevNets, 6-16-72-6 blocks of 3 convs, widths from the
-# released bijective configuration (b); (a) see the module docstring.
+# Table 1 (ImageNet): 301-layer i-RevNets, 6-16-72-6 blocks of 3 convs; (b) is the released
+# README command, (a) see the module docstring.
 CONFIGS: dict[str, IRevNetConfig] = {
     "irevnet_a": IRevNetConfig(init_pad=1, channels=(28, 112, 448, 1792)),
     "irevnet_b": IRevNetConfig(),
@@ -227,11 +257,18 @@ _INFO = {
         paper_params_m=181.0,
         paper_params_tol_m=12.0,
         paper_accuracy=75.3,
-        notes="Injective. Widths of (a) are our choice (see module docstring): 169.7M vs the "
-        "paper's 181M.",
+        notes="Injective. The released code (jhjacobsen/pytorch-i-revnet) has no configuration "
+        "for (a); its widths are ours (see module docstring): 169.7M vs the paper's 181M. "
+        "Accuracy: README table, 24.7% error.",
     ),
     "irevnet_b": dict(
-        params=125_120_356, paper_params_m=125.0, paper_accuracy=74.0, notes="Bijective."
+        params=125_120_356,
+        paper_params_m=125.0,
+        paper_params_tol_m=0.2,
+        paper_accuracy=74.0,
+        notes="Bijective. Exactly the README's ImageNet command in jhjacobsen/pytorch-i-revnet "
+        "(models/iRevNet.py, models/model_utils.py): same 125,120,356 parameters, same features "
+        "with the same weights. Accuracy: the released checkpoint's 74.018% top-1 (README).",
     ),
 }
 _TINY = {

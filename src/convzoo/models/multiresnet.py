@@ -17,6 +17,15 @@ with BatchNorm-ReLU, global average pooling and a linear classifier. The authors
 holds the bottleneck network only; the wide one is built like a Wide ResNet (Zagoruyko &
 Komodakis) with k functions per block under the same rule, consistent with the table's "72M".
 
+Authors' material read (masabdi/multi-resnet): ``README.md`` (the table), ``models/multi-resnet.lua``
+(the bottleneck network: stride on the first 1x1 conv, the shared pre-activation of a
+shape-changing block, bias-free convs; ours builds it exactly, 10,187,354 and 20,388,314
+parameters) and ``models/mpreresnet.lua`` (a model-parallel pre-activation ResNet with k basic
+functions per block, widths 16-32-64 and no width factor, and by default the parameter-free
+zero-padding shortcut). No released code builds the wide rows, so their layout stays our
+reconstruction, and nothing in that material yields 154M: mpreresnet's choices (no
+pre-activation in the first block, parameter-free shortcuts) only lower the count.
+
 Deviations: none known. ``drop_rate`` adds dropout between the two convs of a
 basic function (the Wide ResNet recipe; off by default, the paper does not say). ``drop_path_rate``
 adds stochastic depth over the sum of the k functions (off by default; a dropped block skips all
@@ -191,12 +200,17 @@ _PARAMS = {
     "multiresnet26_k2_w10_cifar": 72_690_714,
     "multiresnet26_k4_w10_cifar": 145_113_754,
 }
+_RELEASED_NOTE = (
+    "Built as the authors' models/multi-resnet.lua (masabdi/multi-resnet); its README table "
+    "prints the parameter count."
+)
 _TOLERANCE = {
     "multiresnet26_k2_w10_cifar": (0.7, 'The table prints "72M": 72.7M truncated to millions.'),
     "multiresnet26_k4_w10_cifar": (
         9.0,
         'The table prints "154M"; the described network has 145.1M (twice the functions of the '
-        "k=2 row); we read 154 as 145 with swapped digits.",
+        "k=2 row); we read 154 as 145 with swapped digits. The authors' repository "
+        "(masabdi/multi-resnet) has no code for the wide rows to settle it.",
     ),
 }
 
@@ -216,7 +230,7 @@ for _name, (_cfg, _paper_m, _err) in CONFIGS.items():
             paper_params_m=_paper_m,
             paper_accuracy=round(100 - _err, 2),
             paper_params_tol_m=_TOLERANCE.get(_name, (None, ""))[0],
-            notes=_TOLERANCE.get(_name, (None, ""))[1],
+            notes=_TOLERANCE.get(_name, (None, _RELEASED_NOTE))[1],
         ),
         tiny=Tiny(
             overrides={"depth": 11, "k": 2, "widths": (8, 8, 16)}

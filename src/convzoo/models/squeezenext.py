@@ -15,16 +15,23 @@ convs to out/2, 1x1 expand to out; shortcut = identity, or a 1x1 conv (stride s,
 the width or resolution changes; sum; ReLU. Stride 2 sits in the first block of stages 2-4.
 
 Where the paper is silent, the details are those of the authors' Caffe release
-(github.com/amirgholami/SqueezeNext, train_val.prototxt of 1.0-SqNxt-23, 2.0-SqNxt-23 and
-1.0-SqNxt-23v5): the separable pair alternates order from block to block across the whole
-network (3x1 then 1x3 in blocks 1, 3, 5, ...; 1x3 then 3x1 in blocks 2, 4, ...); the stem
-(64 channels, 7x7/2, no padding) and the final 1x1 conv (128 channels) are not widened by the
-width multiplier; the squeeze widths follow the block's *output* width as above; convs have no
-bias (BN follows each), the projection shortcut has BN and ReLU. The 23v5 release differs from
+(github.com/amirgholami/SqueezeNext, train_val.prototxt of 1.0-SqNxt-23, 2.0-SqNxt-23,
+1.0-SqNxt-23v5 and 2.0-SqNxt-23v5): the separable pair alternates order from block to block across
+the whole network (3x1 then 1x3 in blocks 1, 3, 5, ...; 1x3 then 3x1 in blocks 2, 4, ...); the
+stem (64 channels, 7x7/2, no padding) and the final 1x1 conv (128 channels) are not widened by
+the width multiplier (both 2.0x prototxts open with a 64-channel stem and end with the 128-channel
+conv ``Convolution111`` before pooling); the first block of every stage has a 1x1 projection,
+even in 2.0x where the 64-channel stem already matches stage 1's width (``Convolution2``); the
+squeeze widths follow the block's *output* width as above; convs have no bias (BN follows each),
+the projection shortcut has BN and ReLU. The release has no 1.5x prototxts; 1.5x follows the
+rule that both 2.0x files share (blocks widened, stem and final conv not). pytorchcv's 1.5x /
+2.0x counts (1.51M / 2.58M against our 1.41M / 2.36M) come from widening the stem and final
+conv, which the 2.0x prototxts do not. The 23v5 release differs from
 the 23 release in two more ways, which ``stem_kernel_size`` and ``project_first`` reproduce: a
 5x5 stem conv instead of 7x7, and where a block changes width or resolution its 1x1 projection
 (stride s, BN, ReLU) comes first and the block then runs as an identity block on the projected
-map (in 23 the projection is a parallel shortcut and the block's first 1x1 conv reads the input).
+map (in 23 the projection is a parallel shortcut and the block's first 1x1 conv reads the input);
+the 5x5 stem (64 channels, stride 2, no padding) is in both 23v5 prototxts, 1.0x and 2.0x.
 
 Deviations: the FC has a bias (the release's has none: 1000 more parameters). The released
 Caffe models take 227x227 crops; ``input_size`` says 224 like every ImageNet model here.
@@ -89,6 +96,7 @@ class SqNxtBlock(nn.Module):
         stride: int,
         vertical_first: bool,
         project_first: bool = False,
+        first_in_stage: bool = False,
     ) -> None:
         super().__init__()
         if out_channels % 4:
@@ -101,7 +109,9 @@ class SqNxtBlock(nn.Module):
         if not vertical_first:
             # Same widths, kernels swapped: 1x3 from out/4 to out/2, then 3x1.
             separable = [ConvNormAct(quarter, half, (1, 3)), ConvNormAct(half, half, (3, 1))]
-        changes = stride > 1 or in_channels != out_channels
+        # The releases project in the first block of every stage, even where 2.0x's 64-channel
+        # stem already has the stage's width.
+        changes = stride > 1 or in_channels != out_channels or first_in_stage
         # The 23v5 order: project, then an identity block on the projection.
         self.project = (
             ConvNormAct(in_channels, out_channels, 1, stride)
@@ -153,7 +163,16 @@ class SqueezeNext(ZooModel):
             for j in range(repeats):
                 stride = 2 if i > 0 and j == 0 else 1
                 vertical_first = index % 2 == 0  # 3x1 first in blocks 1, 3, 5, ... (1-based)
-                blocks.append(SqNxtBlock(in_ch, out_ch, stride, vertical_first, cfg.project_first))
+                blocks.append(
+                    SqNxtBlock(
+                        in_ch,
+                        out_ch,
+                        stride,
+                        vertical_first,
+                        cfg.project_first,
+                        first_in_stage=j == 0,
+                    )
+                )
                 in_ch, index = out_ch, index + 1
             stages.append(nn.Sequential(*blocks))
         stages.append(ConvNormAct(in_ch, cfg.final_channels, 1))
@@ -165,13 +184,15 @@ class SqueezeNext(ZooModel):
 _VARIANTS = {
     "23_w1": (718_280, "1.0-SqNxt-23", 59.05),
     "23_w1_5": (1_407_384, "1.5-SqNxt-23", None),
-    "23_w2": (2_358_504, "2.0-SqNxt-23", 67.18),
+    "23_w2": (2_362_728, "2.0-SqNxt-23", 67.18),
     "23v5_w1": (931_016, "1.0-SqNxt-23v5", None),
     "23v5_w1_5": (1_890_456, "1.5-SqNxt-23v5", None),
-    "23v5_w2": (3_219_688, "2.0-SqNxt-23v5", None),
+    "23v5_w2": (3_223_912, "2.0-SqNxt-23v5", None),
 }
 _NOTES = (
-    "Built as the authors' Caffe release (module docstring). The paper's results table could "
+    "Built as the authors' Caffe release (amirgholami/SqueezeNext train_val.prototxt files; "
+    "module docstring): stem (7x7, or 5x5 in 23v5) and final conv are not widened at 1.5x/2.0x, "
+    "as both 2.0x prototxts show; the release has no 1.5x file. The paper's results table could "
     "not be consulted when this was written (offline), so its parameter and MAC columns are not "
     "recorded or tested; top-1 is recorded only where a second source agrees (59.05% for "
     "1.0-SqNxt-23, about 3 points above a re-implementation's 56%; 67.18% for 2.0-SqNxt-23)."

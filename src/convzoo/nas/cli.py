@@ -1,25 +1,38 @@
-"""``convzoo search fbnet`` and ``convzoo search scaling``: flags map onto the search configs."""
+"""``convzoo search fbnet`` and ``convzoo search scaling``: flags generated from the search
+configs (``SearchConfig``, ``ScalingSearchConfig``, and the ``TrainConfig`` fields each scaling
+candidate trains with)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
+from typing import Any
 
+from convzoo.cliutil import (
+    add_command,
+    add_config_flags,
+    add_model_arg_flag,
+    check_model_args,
+    given_fields,
+    parse_model_args,
+)
 from convzoo.nas.fbnet_search import SearchConfig
+from convzoo.nas.scaling import ScalingSearchConfig
+from convzoo.nas.supernet import SUPERNETS
+from convzoo.train.config import TrainConfig
+
+# TrainConfig fields a scaling candidate takes from the command line, and their defaults here
+# (short runs: the search trains every candidate).
+_CANDIDATE_TRAIN = {"epochs": 1, "batch_size": 64, "data": None, "device": "cpu",
+                    "max_train_samples": None}  # fmt: skip
 
 
 def cmd_search_fbnet(args: argparse.Namespace) -> int:
     from convzoo.nas.fbnet_search import run_search
 
-    cfg = SearchConfig(
-        supernet=args.supernet, width_multiplier=args.width_multiplier, data=args.data,
-        max_train_samples=args.max_train_samples, epochs=args.epochs,
-        warmup_epochs=args.warmup_epochs, batch_size=args.batch_size, device=args.device,
-        latency_table=args.latency_table, latency_batch_size=args.latency_batch_size,
-        latency_scale=args.latency_scale, alpha=args.alpha, beta=args.beta, seed=args.seed,
-        output=args.output, progress=not args.no_progress,
-    )  # fmt: skip
+    cfg = SearchConfig(**given_fields(args, SearchConfig))
     result = run_search(cfg)
     print("searched architecture (stage by stage):")
     for i, stage in enumerate(result["architecture"]):
@@ -27,26 +40,29 @@ def cmd_search_fbnet(args: argparse.Namespace) -> int:
     print(f"latency: predicted {result['predicted_latency_ms']:.3f} ms, measured "
           f"{result['measured_latency_ms']:.3f} ms (batch {cfg.latency_batch_size}, {cfg.device})")  # fmt: skip
     args_file = Path(cfg.output) / "model_args.json"
-    flags = " ".join(f"--model-arg {k}={v}" for k, v in json.loads(args_file.read_text()).items()
-                     if k != "num_classes")  # fmt: skip
-    print(
-        f"spec: {cfg.output}/arch.json ({args_file}); train it with: convzoo train fbnet_c {flags}"
-    )
+    model_args = json.loads(args_file.read_text())
+    print(f"spec: {cfg.output}/arch.json ({args_file}); train it with: "
+          f"{train_command(model_args, SUPERNETS[cfg.supernet].input_size)}")  # fmt: skip
     return 0
 
 
-def cmd_search_scaling(args: argparse.Namespace) -> int:
-    from convzoo.nas.scaling import ScalingSearchConfig, run_scaling_search
+def train_command(model_args: dict[str, Any], image_size: int) -> str:
+    """The ``convzoo train`` line for a searched architecture, at the supernet's input size."""
+    flags = [f"--model-arg {shlex.quote(f'{k}={v!r}')}" for k, v in model_args.items()
+             if k != "num_classes"]  # fmt: skip
+    return f"convzoo train fbnet_c --image-size {image_size} {' '.join(flags)}"
 
-    train = {"epochs": args.epochs, "batch_size": args.batch_size, "data": args.data,
-             "device": args.device, "progress": False, "plots": False}  # fmt: skip
-    if args.max_train_samples:
-        train["max_train_samples"] = args.max_train_samples
-    cfg = ScalingSearchConfig(
-        base=args.base, model_args=json.loads(args.model_args), base_resolution=args.base_resolution,
-        budget=args.budget, step=args.step, tolerance=args.tolerance,
-        max_candidates=args.max_candidates, train=train, output=args.output,
-    )  # fmt: skip
+
+def cmd_search_scaling(args: argparse.Namespace) -> int:
+    from convzoo.nas.scaling import run_scaling_search
+
+    train = {k: v for k, v in _CANDIDATE_TRAIN.items() if v is not None}
+    train.update(given_fields(args, TrainConfig), progress=False, plots=False)
+    fields = given_fields(args, ScalingSearchConfig)
+    fields["model_args"] = parse_model_args(args.model_arg)
+    check_model_args(fields.get("base", ScalingSearchConfig.base), fields["model_args"])
+    TrainConfig.from_dict(train)  # the candidates' settings are checked before the first one
+    cfg = ScalingSearchConfig(train=train, **fields)
     result = run_scaling_search(cfg)
     print(f"{'alpha':>6} {'beta':>6} {'gamma':>6} {'res':>4} {'MMACs':>9} {'val acc %':>9}")
     for r in result["candidates"]:
@@ -60,42 +76,17 @@ def cmd_search_scaling(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     search = sub.add_parser("search", help="architecture search (FBNet DNAS, compound scaling)")
     kinds = search.add_subparsers(dest="search_kind", required=True)
 
-    p = kinds.add_parser("fbnet", help="FBNet's differentiable, latency-aware search")
-    d = SearchConfig()
-    p.add_argument("--data", default=None, help="CIFAR / image-folder directory (default: digits)")
-    p.add_argument("--supernet", choices=("cifar", "imagenet"), default=d.supernet)
-    p.add_argument("--width-multiplier", type=float, default=d.width_multiplier)
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--warmup-epochs", type=int, default=d.warmup_epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--max-train-samples", type=int, default=None)
-    p.add_argument("--latency-table", default=None, help="JSON table to reuse, or to write")
-    p.add_argument("--latency-batch-size", type=int, default=d.latency_batch_size)
-    p.add_argument("--latency-scale", type=float, default=None, help="default: auto")
-    p.add_argument("--alpha", type=float, default=d.alpha)
-    p.add_argument("--beta", type=float, default=d.beta)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--output", default=d.output)
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=cmd_search_fbnet)
+    p = add_command(kinds, "fbnet", cmd_search_fbnet,
+                    help="FBNet's differentiable, latency-aware search")  # fmt: skip
+    add_config_flags(p, SearchConfig)
 
-    p = kinds.add_parser("scaling", help="EfficientNet's compound-scaling grid search")
-    p.add_argument("--base", default="efficientnet_b0")
-    p.add_argument("--model-args", default="{}", help="JSON overrides of the base config")
-    p.add_argument("--base-resolution", type=int, default=None)
-    p.add_argument("--data", default=None)
-    p.add_argument("--budget", type=float, default=2.0)
-    p.add_argument("--step", type=float, default=0.1)
-    p.add_argument("--tolerance", type=float, default=0.1)
-    p.add_argument("--max-candidates", type=int, default=None)
-    p.add_argument("--epochs", type=int, default=1, help="training epochs per candidate")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--max-train-samples", type=int, default=None)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--output", default="runs/scaling")
-    p.set_defaults(func=cmd_search_scaling)
+    p = add_command(kinds, "scaling", cmd_search_scaling,
+                    help="EfficientNet's compound-scaling grid search")  # fmt: skip
+    add_model_arg_flag(p)
+    add_config_flags(p, ScalingSearchConfig)
+    add_config_flags(p, TrainConfig, only=_CANDIDATE_TRAIN, defaults=_CANDIDATE_TRAIN,
+                     title="training of each candidate (TrainConfig fields)")  # fmt: skip

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm import tqdm
 
+from convzoo.cliutil import UsageError, option, resolve_device, validate_config
 from convzoo.models.fbnet import spec_to_json
 from convzoo.nas.latency import LatencyTable, measure_latency_table, median_ms
 from convzoo.nas.supernet import SUPERNETS, FBNetSupernet
@@ -38,38 +39,37 @@ from convzoo.registry import create_model
 
 @dataclass(frozen=True)
 class SearchConfig:
-    supernet: str = "cifar"  # "cifar" (32x32) | "imagenet" (Table 1, 224x224)
-    width_multiplier: float = 1.0
+    # "cifar" (32x32) | "imagenet" (Table 1, 224x224)
+    supernet: str = option("cifar", choices=tuple(SUPERNETS))
+    width_multiplier: float = option(1.0, above=0)
     data: str | None = None  # directory (CIFAR / ImageFolder); None = embedded digits
-    max_train_samples: int | None = None
-    arch_fraction: float = 0.2  # of the training images, held out for theta
-    epochs: int = 10
-    warmup_epochs: int = 2  # epochs that train w only
-    batch_size: int = 64
-    w_lr: float = 0.1  # SGD, cosine over the epochs
-    w_momentum: float = 0.9
-    w_weight_decay: float = 1e-4
-    theta_lr: float = 0.01  # Adam
-    theta_weight_decay: float = 5e-4
-    temperature: float = 5.0
-    temperature_decay: float = math.exp(-0.045)  # per epoch
-    alpha: float = 0.2
-    beta: float = 0.6
-    latency_scale: float | None = None  # ms are multiplied by this before the log; None = auto
+    max_train_samples: int | None = option(None, low=1)
+    arch_fraction: float = option(0.2, above=0, below=1)  # of the training images, for theta
+    epochs: int = option(10, low=1)
+    warmup_epochs: int = option(2, low=0)  # epochs that train w only
+    batch_size: int = option(64, low=1)
+    w_lr: float = option(0.1, above=0)  # SGD, cosine over the epochs
+    w_momentum: float = option(0.9, low=0, below=1)
+    w_weight_decay: float = option(1e-4, low=0)
+    theta_lr: float = option(0.01, above=0)  # Adam
+    theta_weight_decay: float = option(5e-4, low=0)
+    temperature: float = option(5.0, above=0)
+    temperature_decay: float = option(math.exp(-0.045), above=0, high=1)  # per epoch
+    alpha: float = option(0.2, above=0)
+    beta: float = option(0.6, above=0)
+    # ms are multiplied by this before the log; None = auto
+    latency_scale: float | None = option(None, above=0)
     latency_table: str | None = None  # reuse (or write) this JSON table
-    latency_batch_size: int = 1
-    device: str = "cpu"
-    seed: int = 0
+    latency_batch_size: int = option(1, low=1)
+    device: str = option("cpu", device=True)
+    seed: int = option(0, low=0)
     output: str = "runs/search"
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.supernet not in SUPERNETS:
-            raise ValueError(f"supernet must be one of {sorted(SUPERNETS)}, got {self.supernet!r}")
-        if not 0.0 < self.arch_fraction < 1.0:
-            raise ValueError(f"arch_fraction must be in (0, 1), got {self.arch_fraction}")
+        validate_config(self)
         if self.warmup_epochs >= self.epochs:
-            raise ValueError(
+            raise UsageError(
                 f"warmup_epochs ({self.warmup_epochs}) must be < epochs ({self.epochs})"
             )
 
@@ -174,7 +174,7 @@ def _cycle(loader) -> Iterator[tuple[Tensor, Tensor]]:
 def run_search(cfg: SearchConfig) -> dict[str, Any]:
     """The whole search; writes ``arch.json`` (spec), ``model_args.json``, ``search.json``."""
     torch.manual_seed(cfg.seed)
-    device = torch.device(cfg.device)
+    device = resolve_device(cfg.device)
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     net_cfg = SUPERNETS[cfg.supernet]

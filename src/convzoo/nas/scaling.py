@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from convzoo.bench.counts import count_macs, count_params
+from convzoo.cliutil import option, validate_config
 from convzoo.models.efficientnet import compound_scale
 from convzoo.registry import create_model, model_info, resolve_config
 
@@ -48,15 +49,18 @@ def scaling_grid(
 @dataclass(frozen=True)
 class ScalingSearchConfig:
     base: str = "efficientnet_b0"
-    model_args: dict = dataclasses.field(default_factory=dict)  # overrides of the base config
-    base_resolution: int | None = None  # None = the base model's input size
-    budget: float = 2.0
-    step: float = 0.1
-    tolerance: float = 0.1
-    max_candidates: int | None = None  # evenly thinned grid when set
-    phis: tuple[int, ...] = (1, 2, 3)  # step 2: report these scaled-up models
-    train: dict = dataclasses.field(default_factory=dict)  # TrainConfig fields per candidate
+    model_args: dict[str, Any] = dataclasses.field(default_factory=dict)  # base config overrides
+    base_resolution: int | None = option(None, low=1)  # None = the base model's input size
+    budget: float = option(2.0, low=1)  # alpha * beta^2 * gamma^2, the resources multiple
+    step: float = option(0.1, above=0)  # grid step of each coefficient
+    tolerance: float = option(0.1, low=0)  # relative distance from the budget
+    max_candidates: int | None = option(None, low=1)  # evenly thinned grid when set
+    phis: tuple[int, ...] = option((1, 2, 3), low=1)  # step 2: report these scaled-up models
+    train: dict[str, Any] = dataclasses.field(default_factory=dict)  # TrainConfig fields
     output: str = "runs/scaling"
+
+    def __post_init__(self) -> None:
+        validate_config(self)
 
 
 def _scaled_args(cfg: ScalingSearchConfig, depth: float, width: float) -> dict[str, Any]:
@@ -84,7 +88,7 @@ def run_scaling_search(cfg: ScalingSearchConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     res0 = cfg.base_resolution or model_info(cfg.base).input_size
     grid = scaling_grid(cfg.budget, cfg.step, cfg.tolerance)
-    if cfg.max_candidates and len(grid) > cfg.max_candidates:
+    if cfg.max_candidates is not None and len(grid) > cfg.max_candidates:
         grid = [grid[round(i * (len(grid) - 1) / (cfg.max_candidates - 1))]
                 for i in range(cfg.max_candidates)] if cfg.max_candidates > 1 else grid[:1]  # fmt: skip
     base_cost = candidate_cost(cfg, 1.0, 1.0, res0)

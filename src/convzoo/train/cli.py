@@ -4,71 +4,35 @@ only flags given on the command line override the recipe (or, with --resume, the
 from __future__ import annotations
 
 import argparse
-import ast
-import dataclasses
 import os
 import sys
-import typing
 from pathlib import Path
 from typing import Any
 
+from convzoo.cliutil import (
+    UsageError,
+    add_command,
+    add_config_flags,
+    add_model_arg_flag,
+    check_model_args,
+    checked,
+    given_fields,
+    parse_device,
+    parse_model_args,
+)
 from convzoo.train.config import TrainConfig, list_recipes, load_recipe
 
 # Fields with their own spelling on the command line.
-_SPECIAL = {"model", "model_args", "data", "output"}
-
-
-def _parse_optional(kind: type) -> Any:
-    def parse(text: str) -> Any:
-        return None if text.lower() == "none" else kind(text)
-
-    parse.__name__ = kind.__name__  # argparse names the type in its error messages
-    return parse
-
-
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    hints = typing.get_type_hints(TrainConfig)
-    group = p.add_argument_group("TrainConfig fields (override the recipe; 'none' clears one)")
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _SPECIAL:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = type(None) in typing.get_args(hint)
-        base = args[0] if optional else hint
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
-        if base is bool:
-            kw["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(base) is tuple:
-            kw.update(nargs="+", type=typing.get_args(base)[0])
-        else:
-            kw["type"] = _parse_optional(base) if optional else base
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        group.add_argument(flag, help=f"default {default}", **kw)
-
-
-def _model_args(items: list[str]) -> dict[str, Any]:
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ValueError(f"--model-arg expects KEY=VALUE, got {item!r}")
-        try:
-            out[key] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            out[key] = value  # a bare word is a string
-    return out
+_SPECIAL = ("model", "model_args", "data", "output")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from convzoo.train.checkpoint import find_resume, load_checkpoint
     from convzoo.train.engine import TrainingDiverged, train
 
-    fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    overrides = {k: v for k, v in vars(args).items() if k in fields and k not in _SPECIAL}
+    overrides = {k: v for k, v in given_fields(args, TrainConfig).items() if k not in _SPECIAL}
     if args.model_arg:
-        overrides["model_args"] = _model_args(args.model_arg)
+        overrides["model_args"] = parse_model_args(args.model_arg)
     for key in ("data", "output"):
         if getattr(args, key) is not None:
             overrides[key] = getattr(args, key)
@@ -76,7 +40,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides["model"] = args.model
     if args.resume:
         if not isinstance(args.resume, str) and args.output is None:
-            raise ValueError("--resume needs the run directory: --resume DIR or --output DIR")
+            raise UsageError("--resume needs the run directory: --resume DIR or --output DIR")
         where = Path(args.resume if isinstance(args.resume, str) else args.output)
         path = find_resume(where) if where.is_dir() else where
         if path is None:
@@ -86,16 +50,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         resume: Any = path
     else:
         if args.model is None:
-            raise ValueError("convzoo train needs a MODEL (see convzoo list) or --resume DIR")
+            raise UsageError("convzoo train needs a MODEL (see convzoo list) or --resume DIR")
         base = load_recipe(args.recipe) if args.recipe else {}
         overrides.setdefault(
             "output", f"runs/{args.model}" + (f"-{args.recipe}" if args.recipe else "")
         )
         cfg = TrainConfig.from_dict({**base, **overrides})
         if find_resume(cfg.output) is not None:
-            raise ValueError(f"{cfg.output} already holds a run: continue it with --resume "
+            raise UsageError(f"{cfg.output} already holds a run: continue it with --resume "
                              f"{cfg.output}, or choose another --output")  # fmt: skip
         resume = False
+    check_model_args(cfg.model, cfg.model_args)
     try:
         final = train(cfg, resume=resume)
     except TrainingDiverged as err:
@@ -133,23 +98,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("train", help="train a model (embedded digits when no --data)",
-                       description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    p = add_command(sub, "train", cmd_train, help="train a model (embedded digits when no --data)",
+                    description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("model", nargs="?", default=None, help="registered model name")
     p.add_argument("--recipe", help=f"recipe name ({', '.join(list_recipes())}) or JSON file")
     p.add_argument("--data", default=None, help="data directory; default: embedded digits")
     p.add_argument("--output", default=None, help="run directory (default runs/MODEL[-RECIPE])")
     p.add_argument("--resume", nargs="?", const=True, default=False,
                    help="continue the run in --output, or in the given directory / checkpoint")  # fmt: skip
-    p.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
-                   help="model config override, e.g. --model-arg batch_norm=True")  # fmt: skip
-    _add_config_flags(p)
-    p.set_defaults(func=cmd_train)
+    add_model_arg_flag(p)
+    add_config_flags(p, TrainConfig, skip=_SPECIAL,
+                     title="TrainConfig fields (override the recipe; 'none' clears one)")  # fmt: skip
 
-    p = sub.add_parser(
-        "eval", help="accuracy, top-5, per-class and confusion matrix of a checkpoint"
-    )
+    p = add_command(sub, "eval", cmd_eval,
+                    help="accuracy, top-5, per-class and confusion matrix of a checkpoint")  # fmt: skip
     p.add_argument(
         "model", nargs="?", default=None, help="model name (checked against the checkpoint)"
     )
@@ -158,15 +121,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split", choices=("val", "test"), default="val",
                    help="val: the run's held-out split; test: CIFAR's test batches")  # fmt: skip
     p.add_argument("--weights", choices=("auto", "model", "ema"), default="auto")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=checked(int, low=1), default=256)
+    p.add_argument("--device", type=parse_device, default="auto")
     p.add_argument("--output", default=None, help="where confusion.png goes")
-    p.set_defaults(func=cmd_eval)
 
-    p = sub.add_parser("predict", help="top-k classes with probabilities for image files")
+    p = add_command(sub, "predict", cmd_predict,
+                    help="top-k classes with probabilities for image files")  # fmt: skip
     p.add_argument("images", nargs="+")
     p.add_argument("--checkpoint", required=True)
-    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--top-k", type=checked(int, low=1), default=5)
     p.add_argument("--weights", choices=("auto", "model", "ema"), default="auto")
-    p.add_argument("--device", default="auto")
-    p.set_defaults(func=cmd_predict)
+    p.add_argument("--device", type=parse_device, default="auto")

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from convzoo.cliutil import UsageError, option, validate_config
+
 RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes"
 _RECIPE_META = ("source", "notes")
 
@@ -24,83 +26,84 @@ class TrainConfig:
     # --- model
     model: str = "nin_cifar"
     model_args: dict[str, Any] = field(default_factory=dict)  # config overrides for create_model
-    drop_rate: float | None = None  # classifier dropout; None = the model's default
-    drop_path_rate: float | None = None  # stochastic depth p_L; None = the model's default
-    drop_path_mode: str | None = None  # "batch" (skips compute) | "sample"; None = model default
+    # classifier dropout; None = the model's default
+    drop_rate: float | None = option(None, low=0, below=1)
+    # stochastic depth p_L; None = the model's default
+    drop_path_rate: float | None = option(None, low=0, below=1)
+    # batch skips compute; None = the model default
+    drop_path_mode: str | None = option(None, choices=("batch", "sample"))
     sync_bn: bool = False  # SyncBatchNorm under DDP
     # --- data
     data: str | None = None  # None = embedded digits; see convzoo.data.build
     download: bool = False
-    val_fraction: float = 0.1  # held out of train when there is no val split (45k/5k on CIFAR)
-    split_seed: int = 0
-    image_size: int | None = None  # None = the model's input size
-    loader: str = "auto"  # "device" (GPU-resident uint8) | "workers" (DataLoader) | "auto"
-    workers: int = 4  # DataLoader workers (workers path only)
-    on_bad_image: str = "fail"  # "fail" names the file | "skip" drops and counts it
-    max_train_samples: int | None = None  # a random subset (split_seed) for quick runs
+    # held out of train when there is no val split (45k/5k on CIFAR)
+    val_fraction: float = option(0.1, above=0, below=1)
+    split_seed: int = option(0, low=0)
+    image_size: int | None = option(None, low=1)  # None = the model's input size
+    # device: GPU-resident uint8; workers: DataLoader
+    loader: str = option("auto", choices=("auto", "device", "workers"))
+    workers: int = option(4, low=0)  # DataLoader workers (workers path only)
+    # fail: name the file; skip: drop and count it
+    on_bad_image: str = option("fail", choices=("fail", "skip"))
+    # a random subset (split_seed) for quick runs
+    max_train_samples: int | None = option(None, low=1)
     # --- augmentation
-    crop_padding: int = 4  # random crop after zero padding, pixels per side; 0 = off
+    crop_padding: int = option(4, low=0)  # random crop after zero padding, pixels per side; 0 = off
     hflip: bool = True
-    cutout: int = 0  # square side in pixels; 0 = off
-    randaugment_n: int = 0  # RandAugment ops per image; 0 = off
-    randaugment_m: int = 9  # RandAugment magnitude (0..30)
-    random_erasing: float = 0.0  # probability per image
-    mixup_alpha: float = 0.0
-    cutmix_alpha: float = 0.0
-    label_smoothing: float = 0.0
+    cutout: int = option(0, low=0)  # square side in pixels; 0 = off
+    randaugment_n: int = option(0, low=0)  # RandAugment ops per image; 0 = off
+    randaugment_m: int = option(9, low=0, high=30)  # RandAugment magnitude (0..30)
+    random_erasing: float = option(0.0, low=0, high=1)  # probability per image
+    mixup_alpha: float = option(0.0, low=0)
+    cutmix_alpha: float = option(0.0, low=0)
+    label_smoothing: float = option(0.0, low=0, below=1)
     # --- optimization
-    epochs: int = 10
-    batch_size: int = 128  # per process; the global batch is batch_size * world_size * accum_steps
-    accum_steps: int = 1  # gradient accumulation micro-batches per optimizer step
-    optimizer: str = "sgd"  # "sgd" | "adamw"
-    lr: float = 0.1  # peak learning rate at ``lr_base_batch`` (or as given when that is None)
-    lr_base_batch: int | None = None  # scale lr linearly to the global batch from this batch size
-    momentum: float = 0.9
+    epochs: int = option(10, low=1)
+    # per process; the global batch is batch_size * world_size * accum_steps
+    batch_size: int = option(128, low=1)
+    accum_steps: int = option(1, low=1)  # gradient accumulation micro-batches per optimizer step
+    optimizer: str = option("sgd", choices=("sgd", "adamw"))  # "sgd" | "adamw"
+    # peak learning rate at ``lr_base_batch`` (or as given when that is None)
+    lr: float = option(0.1, above=0)
+    # scale lr linearly to the global batch from this batch size
+    lr_base_batch: int | None = option(None, low=1)
+    momentum: float = option(0.9, low=0, below=1)
     nesterov: bool = True
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 5e-4  # not applied to norm weights and biases
-    schedule: str = "cosine"  # "step" | "cosine" | "onecycle" | "constant"
-    milestones: tuple[int, ...] = ()  # epochs at which "step" multiplies the lr by gamma
-    gamma: float = 0.1
-    warmup_epochs: float = 0.0  # linear warmup from ``warmup_lr`` (fraction of lr) to lr
-    warmup_lr: float = 0.0
-    min_lr: float = 0.0  # cosine / one-cycle floor, fraction of lr
-    ema_decay: float | None = None  # EMA of weights per optimizer step; None = off
-    agc_clipping: float | None = None  # adaptive gradient clipping (NFNets) lambda; None = off
-    grad_clip_norm: float | None = None
+    betas: tuple[float, float] = option((0.9, 0.999), low=0, below=1)
+    weight_decay: float = option(5e-4, low=0)  # not applied to norm weights and biases
+    schedule: str = option("cosine", choices=("step", "cosine", "onecycle", "constant"))
+    # epochs at which "step" multiplies the lr by gamma
+    milestones: tuple[int, ...] = option((), low=1)
+    gamma: float = option(0.1, above=0)
+    # linear warmup from ``warmup_lr`` (fraction of lr) to lr
+    warmup_epochs: float = option(0.0, low=0)
+    warmup_lr: float = option(0.0, low=0, high=1)  # fraction of lr
+    min_lr: float = option(0.0, low=0, high=1)  # cosine / one-cycle floor, fraction of lr
+    # EMA of weights per optimizer step; None = off
+    ema_decay: float | None = option(None, above=0, below=1)
+    # adaptive gradient clipping (NFNets) lambda; None = off
+    agc_clipping: float | None = option(None, above=0)
+    grad_clip_norm: float | None = option(None, above=0)
     # --- speed
-    amp: str | None = None  # "bf16" | "fp16" autocast on the device; None = float32
+    # autocast dtype on the device; None = float32
+    amp: str | None = option(None, choices=("bf16", "fp16"))
     channels_last: bool = False
     compile: bool = False
-    device: str = "auto"  # "auto" = cuda when available
+    device: str = option("auto", device=True)  # "auto" = cuda when available
     deterministic: bool = False  # deterministic algorithms (CPU resume equivalence)
     # --- run
     seed: int = 0
     output: str = "runs/run"
-    checkpoint_every_steps: int = 0  # also checkpoint every N optimizer steps; 0 = epoch ends
-    eval_every: int = 1  # epochs
+    # also checkpoint every N optimizer steps; 0 = epoch ends
+    checkpoint_every_steps: int = option(0, low=0)
+    eval_every: int = option(1, low=1)  # epochs
     progress: bool = True
     plots: bool = True
 
     def __post_init__(self) -> None:
-        checks = {
-            "optimizer": (self.optimizer, ("sgd", "adamw")),
-            "schedule": (self.schedule, ("step", "cosine", "onecycle", "constant")),
-            "loader": (self.loader, ("auto", "device", "workers")),
-            "on_bad_image": (self.on_bad_image, ("fail", "skip")),
-            "amp": (self.amp, (None, "bf16", "fp16")),
-            "drop_path_mode": (self.drop_path_mode, (None, "batch", "sample")),
-        }
-        for name, (value, allowed) in checks.items():
-            if value not in allowed:
-                raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
-        for name in ("epochs", "batch_size", "accum_steps", "eval_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        validate_config(self)
         if self.schedule == "step" and not self.milestones:
-            raise ValueError("schedule 'step' needs milestones (epochs), e.g. --milestones 91 136")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ValueError(f"ema_decay must be in (0, 1), got {self.ema_decay}")
+            raise UsageError("schedule 'step' needs milestones (epochs), e.g. --milestones 91 136")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -110,7 +113,7 @@ class TrainConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
-            raise TypeError(
+            raise UsageError(
                 f"unknown TrainConfig field(s) {unknown}; valid fields: {', '.join(sorted(names))}"
             )
         hints = typing.get_type_hints(cls)

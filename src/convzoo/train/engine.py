@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from convzoo.cliutil import resolve_device
 from convzoo.data.augment import mixup_cutmix, soft_targets
 from convzoo.data.build import Splits, load_splits
 from convzoo.data.datasets import ArrayDataset, channel_stats
@@ -39,12 +40,6 @@ from convzoo.train.optim import ModelEma, build_optimizer, build_scheduler
 
 class TrainingDiverged(RuntimeError):
     pass
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
@@ -176,7 +171,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool = False) -> dict[str, Any]
 
     ``resume=True`` resumes from ``cfg.output``; a path resumes from that file or run directory.
     """
-    device = pick_device(cfg.device)
+    device = resolve_device(cfg.device)
     info = du.init_distributed(device.type)
     if device.type == "cuda" and info.enabled:
         device = torch.device("cuda", info.local_rank)

@@ -13,13 +13,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import nn
 
+from convzoo.cliutil import resolve_device
 from convzoo.data.build import load_splits
 from convzoo.data.datasets import ArrayDataset, DataError
 from convzoo.data.device_loader import DeviceLoader
 from convzoo.data.transforms import WorkerLoader, build_transform
 from convzoo.train.checkpoint import load_checkpoint
 from convzoo.train.config import TrainConfig
-from convzoo.train.engine import build_model, evaluate, pick_device
+from convzoo.train.engine import build_model, evaluate
 from convzoo.train.metrics import plot_confusion
 
 
@@ -42,7 +43,7 @@ def load_trained(
         state = ckpt["model"]
     model.load_state_dict(state)
     ckpt["weights_used"] = "ema" if use_ema else "model"
-    return model.to(pick_device(device)).eval(), ckpt
+    return model.to(resolve_device(device)).eval(), ckpt
 
 
 def eval_checkpoint(
