@@ -16,6 +16,7 @@ which engine produced each number; ``convzoo export`` writes the file for that e
 from __future__ import annotations
 
 import statistics
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -98,6 +99,9 @@ def fast_engine(
     if device.type != "cpu":
         engine: TorchEngine = torch_engine("compiled", model, example, fast_opts, device)
         engine.runtime = "fast"
+        # Static shapes and no Python between kernels: a graph replay is never slower, and at
+        # small batches it removes the launch overhead that dominates.
+        engine.cuda_graph_max_batch = sys.maxsize
         return engine
     folded = fold_batchnorm(model.eval(), example[:1])
     # The ONNX candidates run convzoo's export of the folded model (its own file, not the one

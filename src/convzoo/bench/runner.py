@@ -25,7 +25,6 @@ in the model's ``errors``.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -43,10 +42,11 @@ from convzoo.bench.runtimes import (
     RuntimeOptions,
     RuntimeUnavailable,
     TorchEngine,
+    autocast_context,
     compiled_model,
     prepare_engine,
 )
-from convzoo.bench.spec import DTYPES, UNITS, BenchConfig, ModelSpec, provenance, registered_spec
+from convzoo.bench.spec import UNITS, BenchConfig, ModelSpec, provenance, registered_spec
 
 __all__ = [
     "UNITS",
@@ -56,6 +56,7 @@ __all__ = [
     "bench_models",
     "provenance",
     "registered_spec",
+    "train_step",
 ]
 
 OOM = "OOM"
@@ -71,14 +72,6 @@ def _is_oom(err: BaseException) -> bool:
 def _free(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
-
-
-def _autocast(cfg: BenchConfig, device: torch.device) -> Callable[[], Any]:
-    if cfg.dtype == "float32":
-        return contextlib.nullcontext
-    # No cast cache: a CUDA graph captured with it would replay casts freed after capture (the
-    # cache is cleared when each call leaves autocast anyway, so it saves nothing here).
-    return lambda: torch.autocast(device.type, dtype=DTYPES[cfg.dtype], cache_enabled=False)
 
 
 def _check_cap(peak: int, cfg: BenchConfig, what: str) -> None:
@@ -119,10 +112,9 @@ def _engine(state: _Model, runtime: str, model: nn.Module, opts: RuntimeOptions)
         try:
             engine = prepare_engine(runtime, model, example, opts, state.artifacts, state.device)
             if isinstance(engine, TorchEngine):
-                engine.autocast = _autocast(state.cfg, state.device)
-                engine.cuda_graph_max_batch = (
-                    state.cfg.cuda_graph_max_batch if state.cfg.cuda_graphs else 0
-                )
+                engine.autocast = autocast_context(state.cfg.dtype, state.device)
+                if state.cfg.cuda_graphs and runtime != "fast":  # fast decides for itself
+                    engine.cuda_graph_max_batch = state.cfg.cuda_graph_max_batch
             state.engines[runtime] = engine
         except RuntimeUnavailable as err:
             state.engines[runtime] = str(err)
@@ -201,14 +193,11 @@ def _infer_batch(
     return list(rows.values())
 
 
-def _train_row(state: _Model, model: nn.Module, batch: int) -> dict[str, Any]:
-    spec, cfg, device = state.spec, state.cfg, state.device
-    x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
-    if cfg.channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, max(spec.num_classes, 1), (batch,), device=device)
+def train_step(
+    model: nn.Module, x: Tensor, y: Tensor, autocast: Callable[[], Any]
+) -> Callable[[], None]:
+    """One SGD-with-momentum training step on a fixed batch (the training cell's timed call)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-    autocast = _autocast(cfg, device)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
@@ -216,6 +205,17 @@ def _train_row(state: _Model, model: nn.Module, batch: int) -> dict[str, Any]:
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
+
+    return step
+
+
+def _train_row(state: _Model, model: nn.Module, batch: int) -> dict[str, Any]:
+    spec, cfg, device = state.spec, state.cfg, state.device
+    x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, max(spec.num_classes, 1), (batch,), device=device)
+    step = train_step(model, x, y, autocast_context(cfg.dtype, device))
 
     row: dict[str, Any] = {"batch_size": batch, "runtime": "train (eager)"}
     try:

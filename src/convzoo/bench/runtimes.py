@@ -50,6 +50,7 @@ __all__ = [
     "RuntimeOptions",
     "RuntimeUnavailable",
     "TorchEngine",
+    "autocast_context",
     "prepare_engine",
     "require",
 ]
@@ -106,6 +107,18 @@ class Engine:
 
     def run(self, x: Tensor) -> Tensor:
         raise NotImplementedError
+
+
+def autocast_context(
+    dtype: str, device: torch.device
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the autocast context for ``dtype`` ("float32": none) on ``device``."""
+    if dtype == "float32":
+        return contextlib.nullcontext
+    cast = {"bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    # No cast cache: a CUDA graph captured with it would replay casts freed after capture (the
+    # cache is cleared when each call leaves autocast anyway, so it saves nothing here).
+    return lambda: torch.autocast(device.type, dtype=cast, cache_enabled=False)
 
 
 class TorchEngine(Engine):
