@@ -4,7 +4,8 @@
 #   OUT=/path/to/results bash benchmarks/gpu_session.sh [quick|full]
 # quick (~9 minutes on an H100): eager library ratios for all 15 architectures, compiled fast
 # path for three, data-path efficiency and stochastic-depth speed-up, RevNet memory at batch 128,
-# a short FBNet search on the GPU. full adds the recipe accuracy runs (tens of minutes).
+# a short FBNet search on the GPU. full adds the recipe accuracy runs and the measured CIFAR-10
+# table of benchmarks/cifar_table.py (one to two hours).
 # Each part has its own time limit, so one slow part cannot starve the others; the summary table
 # is printed last. Results: $OUT/*.json and $OUT/*.log.
 set -uo pipefail
@@ -37,9 +38,13 @@ part nas_cuda 90 python benchmarks/nas_search.py --data data_local/cifar10 --dev
 if [ "$mode" = full ]; then
   part train_accuracy 2400 python benchmarks/train_gpu.py --data data_local/cifar10 \
     --parts accuracy --epochs 15 --output "$OUT/train"
+  # The measured CIFAR-10 table (13 small models x 3 seeds, one short recipe, float32); it
+  # rewrites cifar_table.json / .md after every run, so the limit keeps whatever finished.
+  part cifar_table 5400 python benchmarks/cifar_table.py --data data_local/cifar10 \
+    --epochs 15 --seeds 0 1 2 --output "$OUT/cifar_table"
 fi
 
 echo; echo "== summary"
-for f in compare_eager compare_fast train_data_sd revnet_memory nas_cuda train_accuracy; do
+for f in compare_eager compare_fast train_data_sd revnet_memory nas_cuda train_accuracy cifar_table; do
   [ -f "$OUT/$f.log" ] && { echo "-- $f"; tail -n 25 "$OUT/$f.log"; }
 done

@@ -25,13 +25,13 @@ import torch
 from torch import Tensor, nn
 
 import convzoo
-from convzoo.models.revnet import residual_fn
+from convzoo.layers.preact import preact_branch
 
 
 class PreActBottleneck(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, first: bool) -> None:
         super().__init__()
-        self.f = residual_fn(in_ch, out_ch, stride, bottleneck=True, preact=not first)
+        self.f = preact_branch(in_ch, out_ch, stride, bottleneck=True, preact=not first)
         self.shortcut = (
             nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
             if stride != 1 or in_ch != out_ch

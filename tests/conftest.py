@@ -1,5 +1,17 @@
+"""Shared test helpers. Test modules import the plain functions (``from conftest import ...``);
+pytest puts this directory on ``sys.path`` because ``tests/`` is not a package."""
+
+from __future__ import annotations
+
+from typing import Any
+
 import pytest
 import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+import convzoo
+from convzoo.registry import get_entry
 
 
 def pytest_configure(config):
@@ -12,3 +24,35 @@ def pytest_configure(config):
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+def tiny_model(name: str, **overrides: Any) -> nn.Module:
+    """The registered model ``name`` at its tiny test size; ``overrides`` win over the tiny ones."""
+    return convzoo.create_model(name, **{**get_entry(name).tiny.overrides, **overrides})
+
+
+def tiny_input(name: str, batch: int | None = None, size: int | None = None) -> torch.Tensor:
+    """A random input batch of the shape the tiny model ``name`` accepts."""
+    entry = get_entry(name)
+    s = size or entry.tiny.input_size
+    return torch.randn(batch or entry.tiny.batch_size, entry.info.in_channels, s, s)
+
+
+@torch.no_grad()
+def randomize_bn(model: nn.Module, seed: int = 0, affine: bool = True) -> nn.Module:
+    """Give every BatchNorm non-trivial running statistics (and, with ``affine``, scale and
+    shift), drawn from a private generator: a fresh BatchNorm is the identity in eval mode and
+    would hide a mis-mapped or mis-folded norm. Returns ``model`` for chaining."""
+    g = torch.Generator().manual_seed(seed)
+
+    def uniform(t: torch.Tensor, low: float, high: float) -> None:
+        t.copy_(torch.rand(t.shape, generator=g) * (high - low) + low)
+
+    for m in model.modules():
+        if isinstance(m, _BatchNorm) and m.track_running_stats:
+            uniform(m.running_mean, -0.5, 0.5)
+            uniform(m.running_var, 0.5, 1.5)
+            if affine and m.affine:
+                uniform(m.weight, 0.5, 1.5)
+                uniform(m.bias, -0.5, 0.5)
+    return model

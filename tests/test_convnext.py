@@ -111,7 +111,8 @@ def test_layernorm2d_normalizes_channels_per_pixel():
 def test_stochastic_depth_schedule_and_batch_mode_skips_compute():
     model = tiny(depths=(2, 2, 2, 2), drop_path_rate=0.8, drop_path_mode="batch").train()
     rates = [b.drop_path.p for s in model.stages for b in s.blocks]
-    assert rates == pytest.approx([0.8 * (i + 1) / 8 for i in range(8)])
+    # facebookresearch/ConvNeXt: torch.linspace(0, drop_path_rate, sum(depths)).
+    assert rates == pytest.approx(torch.linspace(0, 0.8, 8).tolist())
     calls = []
     for s in model.stages:
         for b in s.blocks:

@@ -8,9 +8,17 @@ import torch.nn.functional as F
 
 import convzoo
 from convzoo.data.moving_digits import MovingDigits, MovingDigitsConfig, moving_digits
-from convzoo.models.dynamic_filter import dynamic_conv2d, dynamic_local_filter
+from convzoo.models.dynamic_filter import DFNVideo, dynamic_conv2d, dynamic_local_filter
 
-DFN = convzoo.list_models("dfn_*")
+# The feed-forward models (ours); the paper's recurrent video model is tested further down.
+DFN = [n for n in convzoo.list_models("dfn_*") if n != "dfn_video_moving_digits"]
+VIDEO_TINY = {
+    "encoder_widths": (4, 4, 6, 6),
+    "hidden_width": 8,
+    "decoder_widths": (6, 6, 4, 4),
+    "head_width": 8,
+    "filter_size": 3,
+}
 
 
 def test_dynamic_conv_uses_each_samples_own_filter():
@@ -91,3 +99,69 @@ def test_moving_digits_is_seeded_and_moves():
     assert all(not torch.equal(a[i, 0], a[i, 1]) for i in range(6))  # every digit moves
     inputs, target = MovingDigits(cfg)[0]
     assert inputs.shape == (2, 24, 24) and target.shape == (1, 24, 24)
+
+
+def test_video_model_has_the_released_layout():
+    # dbbert/dfn models/model_bouncingMnistOriginal.py: 13 convs, in this order.
+    model = convzoo.create_model("dfn_video_moving_digits", in_channels=10)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0]) for c in convs] == [
+        (1, 32, 3, 1), (32, 32, 3, 2), (32, 64, 3, 1), (64, 64, 3, 1), (64, 128, 3, 1),
+        (128, 128, 3, 1), (128, 128, 3, 1),  # recurrence on the previous hidden state
+        (128, 64, 3, 1), (64, 64, 3, 1), (64, 64, 3, 1), (64, 64, 3, 1), (64, 128, 1, 1),
+        (128, 81, 1, 1),  # filter-generating layer: 9x9 taps
+    ]  # fmt: skip
+    assert sum(p.numel() for p in model.parameters()) == 637_361
+    slopes = {m.negative_slope for m in model.modules() if isinstance(m, torch.nn.LeakyReLU)}
+    assert slopes == {0.01}
+    assert all(c.bias.abs().sum() == 0 for c in convs)  # Lasagne Constant(0) biases
+
+
+def _video(**overrides) -> DFNVideo:
+    torch.manual_seed(0)
+    return convzoo.create_model("dfn_video_moving_digits", **{**VIDEO_TINY, **overrides}).eval()
+
+
+def test_video_model_remembers_earlier_frames():
+    model = _video(in_channels=4)
+    x = torch.rand(2, 4, 10, 10)
+    changed = x.clone()
+    changed[:, 0] = torch.rand(2, 10, 10)  # only the oldest frame differs
+    with torch.no_grad():
+        assert not torch.allclose(model(x), model(changed))
+    # The frame count is free: the same weights read 2 or 4 frames.
+    with torch.no_grad():
+        assert _video(in_channels=2)(x[:, 2:]).shape == (2, 1, 10, 10)
+
+
+def test_video_prediction_filters_the_last_frame():
+    # Softmax filters: each output pixel is a convex combination of the last frame's 3x3
+    # neighbourhood, so it lies between that neighbourhood's minimum and maximum.
+    model = _video()
+    x = torch.rand(3, 3, 9, 9)
+    with torch.no_grad():
+        out = model(x)
+    last = x[:, -1:]
+    hi = F.max_pool2d(F.pad(last, (1, 1, 1, 1)), 3, stride=1)
+    lo = -F.max_pool2d(F.pad(-last, (1, 1, 1, 1), value=-2.0), 3, stride=1)
+    assert (out <= hi + 1e-6).all() and (out >= torch.minimum(lo, torch.zeros(())) - 1e-6).all()
+
+
+def test_rollout_feeds_predictions_back():
+    model = _video()
+    x = torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        two = model.rollout(x, 2)
+        torch.testing.assert_close(two[:, :1], model(x))
+        # The second frame is the one-step prediction from the context plus the first prediction.
+        longer = _video(in_channels=4)
+        longer.load_state_dict(model.state_dict())
+        torch.testing.assert_close(two[:, 1:], longer(torch.cat([x, two[:, :1]], 1)))
+        assert two.shape == (2, 2, 8, 8)
+
+
+def test_video_baseline_draws_the_frame():
+    model = _video(filtering="none")
+    with torch.no_grad():
+        out = model(torch.rand(2, 3, 8, 8))
+    assert out.shape == (2, 1, 8, 8) and (out > 0).all() and (out < 1).all()

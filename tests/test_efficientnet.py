@@ -94,16 +94,17 @@ def test_released_coefficients_against_compound_scale():
             assert 0.95 <= width <= 1.05 and 0.96 <= resolution <= 1.03, (name, width, resolution)
 
 
-def test_stochastic_depth_uses_the_shared_linear_schedule():
+def test_stochastic_depth_uses_the_reference_schedule():
+    # tensorflow/tpu efficientnet_model.py: drop_connect_rate * idx / len(blocks), idx from 0.
     model = convzoo.create_model("efficientnet_b0", drop_path_rate=0.2)
     blocks = [m for m in model.modules() if isinstance(m, InvertedResidual)]
     n = len(blocks)
     assert n == 16
-    for i, block in enumerate(blocks, start=1):
+    for i, block in enumerate(blocks):
         expected = 0.2 * i / n if block.has_residual else 0.0
         assert math.isclose(block.drop_path.p, expected)
     assert blocks[-1].drop_path.p == 0.0  # the last block (320 wide) has no shortcut
-    assert math.isclose(blocks[-2].drop_path.p, 0.2 * 15 / 16)
+    assert math.isclose(blocks[-2].drop_path.p, 0.2 * 14 / 16)
 
 
 def test_batch_mode_stochastic_depth_trains():

@@ -27,7 +27,7 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("stride", [1, 2])
 def test_block_inverse(stride):
     torch.manual_seed(0)
-    block = IRevBlock(6, 6 * stride * stride, stride, first=False, ratio=2, drop_rate=0.0)
+    block = IRevBlock(6, 6 * stride * stride, stride, first=False, ratio=2, dropout=0.0)
     x = torch.randn(2, 12, 8, 8)
     block.train()
     with torch.no_grad():
@@ -44,7 +44,7 @@ def test_space_to_depth_and_padding_invert():
     assert pad(x).shape == (2, 10, 8, 8)
     torch.testing.assert_close(pad.inverse(pad(x)), x, rtol=0, atol=0)
     with pytest.raises(ValueError, match="maps width"):
-        IRevBlock(6, 12, 2, first=False, ratio=2, drop_rate=0.0)
+        IRevBlock(6, 12, 2, first=False, ratio=2, dropout=0.0)
 
 
 def test_space_to_depth_uses_the_released_channel_order():
@@ -74,7 +74,7 @@ def test_model_inverse_reconstructs_input(name):
     model = convzoo.create_model(name, **overrides).eval()
     x = torch.randn(2, 3, 16, 16)
     with torch.no_grad():
-        feats = model.forward_features(x)
+        feats = model.forward_intermediates(x, intermediates_only=True)[-1]
         assert feats.shape == (2, 2 * overrides["channels"][-1], 2, 2)
         err = (model.inverse(feats) - x).abs().max().item()
     assert err < 1e-5
@@ -84,7 +84,7 @@ def test_model_inverse_reconstructs_input(name):
 
 def test_reversible_backward_matches_autograd_with_dropout_and_bn():
     torch.manual_seed(0)
-    model = convzoo.create_model("irevnet_b", drop_rate=0.2, **SMALL).train()
+    model = convzoo.create_model("irevnet_b", block_dropout=0.2, **SMALL).train()
     twin = copy.deepcopy(model).set_memory_saving(False)
     x, target = torch.randn(4, 3, 16, 16), torch.randint(0, 10, (4,))
     grads = []

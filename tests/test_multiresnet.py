@@ -8,7 +8,7 @@ from torch import nn
 
 import convzoo
 from convzoo.bench.counts import count_params
-from convzoo.models.multiresnet import MultiResidualBlock
+from convzoo.layers.preact import PreActBlock
 
 
 def meta_params(name: str, **overrides) -> int:
@@ -18,34 +18,34 @@ def meta_params(name: str, **overrides) -> int:
 
 @pytest.mark.parametrize("bottleneck", [True, False])
 def test_block_is_identity_plus_sum_of_k_functions(bottleneck):
-    block = MultiResidualBlock(8, 8, 1, 3, bottleneck=bottleneck).eval()
-    assert len(block.functions) == 3
+    block = PreActBlock(8, 8, 1, num_branches=3, bottleneck=bottleneck).eval()
+    assert len(block.branches) == 3
     x = torch.randn(2, 8, 5, 5)
     with torch.no_grad():
-        expected = x + sum(f(x) for f in block.functions)
+        expected = x + sum(f(x) for f in block.branches)
         torch.testing.assert_close(block(x), expected)
     # The k functions are independent: distinct parameters, distinct outputs.
-    ids = {id(p) for f in block.functions for p in f.parameters()}
-    assert len(ids) == sum(1 for f in block.functions for _ in f.parameters())
+    ids = {id(p) for f in block.branches for p in f.parameters()}
+    assert len(ids) == sum(1 for f in block.branches for _ in f.parameters())
 
 
 def test_shape_changing_block_shares_its_preactivation():
-    block = MultiResidualBlock(8, 16, 2, 2, bottleneck=False).eval()
+    block = PreActBlock(8, 16, 2, num_branches=2).eval()
     assert isinstance(block.shortcut, nn.Conv2d) and block.shortcut.stride == (2, 2)
-    assert isinstance(block.preact[0], nn.BatchNorm2d)
+    assert isinstance(block.preact.norm, nn.BatchNorm2d)
     # Functions start with the conv (their BN-ReLU is the shared one).
-    assert all(isinstance(f[0][0], nn.Conv2d) for f in block.functions)
+    assert all(isinstance(f[0].norm, nn.Identity) for f in block.branches)
     x = torch.randn(1, 8, 6, 6)
     with torch.no_grad():
         a = block.preact(x)
-        torch.testing.assert_close(block(x), block.shortcut(a) + sum(f(a) for f in block.functions))
+        torch.testing.assert_close(block(x), block.shortcut(a) + sum(f(a) for f in block.branches))
 
 
 def test_bottleneck_function_matches_the_released_lua():
     # masabdi/multi-resnet models/multi-resnet.lua: the stride sits on the first 1x1 conv,
     # convs have no bias, the projection is a strided 1x1 conv.
-    block = MultiResidualBlock(64, 128, 2, 2, bottleneck=True)
-    for f in block.functions:
+    block = PreActBlock(64, 128, 2, num_branches=2, bottleneck=True)
+    for f in block.branches:
         convs = [m for m in f.modules() if isinstance(m, nn.Conv2d)]
         assert [c.kernel_size for c in convs] == [(1, 1), (3, 3), (1, 1)]
         assert [c.stride for c in convs] == [(2, 2), (1, 1), (1, 1)]

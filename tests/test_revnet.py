@@ -9,8 +9,8 @@ import torch
 from torch import nn
 
 import convzoo
+from convzoo.layers.preact import preact_branch
 from convzoo.layers.reversible import ReversibleCoupling, ReversibleSequence, set_memory_saving
-from convzoo.models.revnet import residual_fn
 
 SMALL = {"depths": (3, 3, 2), "channels": (8, 8, 16, 16)}
 
@@ -23,7 +23,7 @@ def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
 def test_block_inverse_recovers_input(bottleneck):
     torch.manual_seed(0)
     block = ReversibleCoupling(
-        residual_fn(8, 8, bottleneck=bottleneck), residual_fn(8, 8, bottleneck=bottleneck)
+        preact_branch(8, 8, bottleneck=bottleneck), preact_branch(8, 8, bottleneck=bottleneck)
     )
     x = torch.randn(4, 16, 8, 8)
     for mode in ("train", "eval"):
@@ -75,7 +75,7 @@ def test_memory_saving_keeps_only_the_sequence_output():
     seq = ReversibleSequence(
         [
             ReversibleCoupling(
-                residual_fn(4, 4, bottleneck=False), residual_fn(4, 4, bottleneck=False)
+                preact_branch(4, 4, bottleneck=False), preact_branch(4, 4, bottleneck=False)
             )
             for _ in range(6)
         ]

@@ -7,10 +7,14 @@ import torch
 
 import convzoo
 from convzoo.bench.counts import model_counts
-from convzoo.models.resnet import residual_blocks
-from convzoo.models.wide_resnet import PreActBlock, WideResNetConfig
+from convzoo.layers.preact import PreActBlock
+from convzoo.models.wide_resnet import WideResNetConfig
 
 TINY = {"depth": 16, "widen_factor": 2, "widths": (4, 8, 16)}
+
+
+def preact_blocks(model: torch.nn.Module) -> list[PreActBlock]:
+    return [m for m in model.modules() if isinstance(m, PreActBlock)]
 
 
 @pytest.mark.parametrize(("name", "n", "k"), [("wrn16_8_cifar", 2, 8), ("wrn28_10_cifar", 4, 10)])
@@ -18,10 +22,10 @@ def test_wrn_d_k_structure(name, n, k):
     with torch.device("meta"):
         model = convzoo.create_model(name)
     assert [len(stage) for stage in model.stages] == [n, n, n]
-    widths = [stage[0].conv2.out_channels for stage in model.stages]
+    widths = [stage[0].branches[0][-1].conv.out_channels for stage in model.stages]
     assert widths == [16 * k, 32 * k, 64 * k] and model.num_features == 64 * k
     # Projection shortcuts exactly where the width or stride changes: first block of each stage.
-    projections = [b.downsample is not None for b in residual_blocks(model)]
+    projections = [isinstance(b.shortcut, torch.nn.Conv2d) for b in preact_blocks(model)]
     assert projections == ([True] + [False] * (n - 1)) * 3
 
 
@@ -31,13 +35,14 @@ def test_depth_must_be_6n_plus_4():
 
 
 def test_dropout_sits_between_the_convs_and_only_trains():
-    model = convzoo.create_model("wrn28_10_cifar", drop_rate=0.3, **TINY)
-    block = residual_blocks(model)[1]
-    assert isinstance(block, PreActBlock) and block.drop.p == 0.3
+    model = convzoo.create_model("wrn28_10_cifar", block_dropout=0.3, **TINY)
+    first, second = preact_blocks(model)[1].branches[0]
+    assert isinstance(second.drop, torch.nn.Dropout) and second.drop.p == 0.3
+    assert isinstance(first.drop, torch.nn.Identity)
     seen = {}
     # Hooks that return None observe without replacing outputs/inputs.
-    block.drop.register_forward_hook(lambda m, a, out: seen.update(drop=out))
-    block.conv2.register_forward_pre_hook(lambda m, a: seen.update(conv2=a[0]))
+    second.drop.register_forward_hook(lambda m, a, out: seen.update(drop=out))
+    second.conv.register_forward_pre_hook(lambda m, a: seen.update(conv2=a[0]))
     x = torch.randn(4, 3, 16, 16)
     model.train()
     with torch.no_grad():
@@ -54,11 +59,13 @@ def test_dropout_sits_between_the_convs_and_only_trains():
 
 def test_stochastic_depth_on_wrn():
     model = convzoo.create_model("wrn28_10_cifar", drop_path_rate=0.5, **TINY)
-    blocks = residual_blocks(model)
+    blocks = preact_blocks(model)
     assert blocks[-1].drop_path.p == pytest.approx(0.5)
     calls = [0]
     for b in blocks:
-        b.conv1.register_forward_hook(lambda m, a, o: calls.__setitem__(0, calls[0] + 1))
+        b.branches[0][0].conv.register_forward_hook(
+            lambda m, a, o: calls.__setitem__(0, calls[0] + 1)
+        )
     model.train()
     with torch.no_grad():
         for _ in range(10):

@@ -16,9 +16,10 @@ import difflib
 import fnmatch
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torch import nn
+if TYPE_CHECKING:  # models import the registry; a runtime import here would be circular
+    from convzoo.models.base import ZooModel
 
 __all__ = [
     "ModelInfo",
@@ -83,7 +84,7 @@ class Tiny:
 @dataclass(frozen=True)
 class RegisteredModel:
     name: str
-    builder: Callable[[Any], nn.Module]
+    builder: Callable[[Any], ZooModel]
     config: Any  # a frozen dataclass instance
     info: ModelInfo
     tiny: Tiny
@@ -97,7 +98,7 @@ _STANDARD_ARGS = ("num_classes", "in_channels", "drop_rate", "drop_path_rate")
 
 def register_model(
     name: str,
-    builder: Callable[[Any], nn.Module],
+    builder: Callable[[Any], ZooModel],
     config: Any,
     *,
     info: ModelInfo,
@@ -110,19 +111,19 @@ def register_model(
         )
     if not dataclasses.is_dataclass(config) or isinstance(config, type):
         raise TypeError(f"config for {name!r} must be a dataclass instance, got {type(config)!r}")
-    field_names = {f.name for f in dataclasses.fields(config)}
+    values = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
     for required in ("num_classes", "in_channels"):
-        if required not in field_names:
+        if required not in values:
             raise TypeError(f"config for {name!r} lacks the required field {required!r}")
-    if config.num_classes != info.num_classes:
+    if values["num_classes"] != info.num_classes:
         raise ValueError(
-            f"{name!r}: config num_classes={config.num_classes} != info num_classes={info.num_classes}"
+            f"{name!r}: config num_classes={values['num_classes']} != info num_classes={info.num_classes}"
         )
     tiny = tiny or Tiny()
-    unknown = set(tiny.overrides) - field_names
+    unknown = set(tiny.overrides) - set(values)
     if unknown:
         raise TypeError(f"tiny overrides for {name!r} name unknown fields {sorted(unknown)}")
-    info = dataclasses.replace(info, name=name, in_channels=config.in_channels)
+    info = dataclasses.replace(info, name=name, in_channels=values["in_channels"])
     _REGISTRY[name] = RegisteredModel(name, builder, config, info, tiny)
 
 
@@ -194,7 +195,7 @@ def create_model(
     features_only: bool = False,
     out_indices: int | Sequence[int] | None = None,
     **config_overrides: Any,
-) -> nn.Module:
+) -> ZooModel:
     """Build a registered model on the current default device, float32.
 
     ``features_only=True`` gives a backbone: ``forward`` returns the feature maps of the stages in

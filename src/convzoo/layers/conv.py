@@ -36,9 +36,9 @@ class ConvNormAct(nn.Sequential):
             )
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
-        ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+        ks = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
         if padding is None:
-            padding = tuple((k - 1) // 2 * dilation for k in ks)
+            padding = ((ks[0] - 1) // 2 * dilation, (ks[1] - 1) // 2 * dilation)
         layers: list[nn.Module] = [
             nn.Conv2d(
                 in_channels,

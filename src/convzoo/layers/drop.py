@@ -21,18 +21,29 @@ from torch import Tensor, nn
 
 DropPathMode = Literal["batch", "sample"]
 DROP_PATH_MODES: tuple[str, ...] = ("batch", "sample")
+DropPathSchedule = Literal["l/L", "(l-1)/L", "(l-1)/(L-1)"]
 
 
-def drop_path_rates(drop_path_rate: float, num_blocks: int) -> list[float]:
-    """Linear decay: block l of L (l = 1..L) drops with probability ``drop_path_rate * l / L``.
+def drop_path_rates(
+    drop_path_rate: float, num_blocks: int, *, schedule: DropPathSchedule = "l/L"
+) -> list[float]:
+    """Linear decay: block l of L (l = 1..L) drops with ``drop_path_rate`` times ``schedule``.
 
-    Huang et al.: survival p_l = 1 - l/L (1 - p_L), i.e. drop = l/L * drop_path_rate.
+    ``"l/L"``: Huang et al., survival p_l = 1 - l/L (1 - p_L), i.e. drop = l/L * drop_path_rate.
+    ``"(l-1)/L"``: the EfficientNet and NFNet references (block index from 0, over L).
+    ``"(l-1)/(L-1)"``: ``linspace(0, drop_path_rate, L)``, the ConvNeXt reference.
     """
     if not 0.0 <= drop_path_rate < 1.0:
         raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
     if num_blocks < 0:
         raise ValueError(f"num_blocks must be >= 0, got {num_blocks}")
-    return [drop_path_rate * (i + 1) / num_blocks for i in range(num_blocks)]
+    if schedule == "l/L":
+        return [drop_path_rate * (i + 1) / num_blocks for i in range(num_blocks)]
+    if schedule == "(l-1)/L":
+        return [drop_path_rate * i / num_blocks for i in range(num_blocks)]
+    if schedule == "(l-1)/(L-1)":
+        return [drop_path_rate * i / max(num_blocks - 1, 1) for i in range(num_blocks)]
+    raise ValueError(f"schedule must be one of 'l/L', '(l-1)/L', '(l-1)/(L-1)', got {schedule!r}")
 
 
 class DropPath(nn.Module):

@@ -1,4 +1,4 @@
-"""Small arithmetic helpers shared by the families."""
+"""Small arithmetic and argument-checking helpers shared by the families."""
 
 from __future__ import annotations
 
@@ -15,3 +15,9 @@ def make_divisible(value: float, divisor: int = 8, min_value: int | None = None)
     if rounded < 0.9 * value:
         rounded += divisor
     return rounded
+
+
+def check_probability(name: str, p: float) -> None:
+    """A dropout or drop-path probability: ``p`` in [0, 1) (1 would drop everything)."""
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"{name} must be in [0, 1), got {p}")

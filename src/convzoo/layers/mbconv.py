@@ -61,7 +61,8 @@ class DepthwiseSeparable(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.conv_pw(self.conv_dw(x))
+        out: Tensor = self.conv_pw(self.conv_dw(x))
+        return out
 
 
 class InvertedResidual(nn.Module):
@@ -116,7 +117,7 @@ class InvertedResidual(nn.Module):
             if force_expand or mid_channels != in_channels
             else None
         )
-        self.shuffle = shuffle_layer(pw_groups) if pw_groups > 1 else None
+        self.shuffle = shuffle_layer(pw_groups) if shuffle_layer and pw_groups > 1 else None
         self.conv_dw = ConvNormAct(
             mid_channels,
             mid_channels,
@@ -140,7 +141,8 @@ class InvertedResidual(nn.Module):
         x = self.conv_dw(x)
         if self.se is not None:
             x = self.se(x)
-        return self.conv_pwl(x)
+        out: Tensor = self.conv_pwl(x)
+        return out
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.has_residual:

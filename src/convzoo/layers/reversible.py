@@ -42,6 +42,8 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 RngState = tuple[Tensor, Tensor | None]
+# One gradient per parameter of a block, in ``parameters()`` order (None: unused).
+ParamGrads = tuple[Tensor | None, ...]
 
 
 def capture_rng(device: torch.device) -> RngState:
@@ -100,15 +102,17 @@ class InvertibleBlock(nn.Module):
     def branch(self, key: str, fn: nn.Module, x: Tensor) -> Tensor:
         if self._rng_replay is not None and key in self._rng_replay:
             with replay_rng(self._rng_replay[key], x.device):
-                return fn(x)
+                replayed: Tensor = fn(x)
+                return replayed
         if self._rng_record is not None:
             self._rng_record[key] = capture_rng(x.device)
-        return fn(x)
+        out: Tensor = fn(x)
+        return out
 
     def inverse(self, y: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def backward_pass(self, y: Tensor, grad_y: Tensor) -> tuple[Tensor, Tensor, tuple]:
+    def backward_pass(self, y: Tensor, grad_y: Tensor) -> tuple[Tensor, Tensor, ParamGrads]:
         """Reconstruct the input ``x`` from ``y`` and return ``(x, dL/dx, dL/dparams)``."""
         with torch.no_grad():
             x = self.inverse(y)
@@ -118,7 +122,7 @@ class InvertibleBlock(nn.Module):
             return (x, *_vjp(out, x_req, self, grad_y))
 
 
-def _vjp(out: Tensor, inp: Tensor, module: nn.Module, grad: Tensor) -> tuple[Tensor, tuple]:
+def _vjp(out: Tensor, inp: Tensor, module: nn.Module, grad: Tensor) -> tuple[Tensor, ParamGrads]:
     """dL/d(inp) and dL/d(module's parameters) for ``out`` with incoming gradient ``grad``."""
     params = [p for p in module.parameters() if p.requires_grad]
     grads = torch.autograd.grad(out, [inp, *params], grad, allow_unused=True)
@@ -151,7 +155,7 @@ class ReversibleCoupling(InvertibleBlock):
         x1 = y1 - self.branch("f", self.f, x2)
         return torch.cat([x1, x2], dim=1)
 
-    def backward_pass(self, y: Tensor, grad_y: Tensor) -> tuple[Tensor, Tensor, tuple]:
+    def backward_pass(self, y: Tensor, grad_y: Tensor) -> tuple[Tensor, Tensor, ParamGrads]:
         # Gomez et al. Algorithm 1: G(y1) and F(x2) are each recomputed once, with autograd on;
         # the same values serve the reconstruction and the backward pass.
         y1, y2 = y.chunk(2, dim=1)
@@ -201,7 +205,7 @@ class _ReversibleFunction(torch.autograd.Function):
     def backward(ctx: Any, grad_y: Tensor) -> tuple[Tensor | None, ...]:
         (y,) = ctx.saved_tensors
         device_type, autocast_on, autocast_dtype = ctx.autocast
-        per_block: list[tuple] = []
+        per_block: list[ParamGrads] = []
         for block, rng in zip(reversed(ctx.blocks), reversed(ctx.rng)):
             block._rng_replay = rng
             try:
@@ -236,13 +240,15 @@ class ReversibleSequence(nn.Module):
             x.requires_grad or any(p.requires_grad for p in params)
         )
         if self.memory_saving and needs_grad and len(self.blocks) > 0:
-            return _ReversibleFunction.apply(list(self.blocks), x, *params)
+            out: Tensor = _ReversibleFunction.apply(list(self.blocks), x, *params)
+            return out
         for block in self.blocks:
             x = block(x)
         return x
 
     def inverse(self, y: Tensor) -> Tensor:
         for block in reversed(self.blocks):
+            assert isinstance(block, InvertibleBlock)  # checked in __init__
             y = block.inverse(y)
         return y
 
@@ -253,35 +259,3 @@ def set_memory_saving(model: nn.Module, enabled: bool) -> nn.Module:
         if isinstance(m, ReversibleSequence):
             m.memory_saving = enabled
     return model
-
-
-class PreActClassifierHead(nn.Module):
-    """Final norm -> activation of a pre-activation network, then pool -> linear.
-
-    Used by RevNet and i-RevNet, whose features (the reversible state) are taken before the last
-    BatchNorm + ReLU. ``pre_logits`` returns the pooled activated features.
-    """
-
-    def __init__(
-        self,
-        in_features: int,
-        num_classes: int,
-        norm_layer: type[nn.Module] = nn.BatchNorm2d,
-        act_layer: type[nn.Module] = nn.ReLU,
-    ) -> None:
-        super().__init__()
-        self.in_features = in_features
-        self.norm = norm_layer(in_features)
-        self.act = act_layer()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.flatten = nn.Flatten(1)
-        self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.fc = nn.Linear(self.in_features, num_classes) if num_classes else nn.Identity()
-
-    def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
-        x = self.flatten(self.pool(self.act(self.norm(x))))
-        return x if pre_logits else self.fc(x)

@@ -33,4 +33,5 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         s = x.mean((2, 3), keepdim=True)  # (B, C, 1, 1)
-        return x * self.gate(self.fc2(self.act(self.fc1(s))))
+        gate: Tensor = self.gate(self.fc2(self.act(self.fc1(s))))
+        return x * gate

@@ -111,4 +111,6 @@ class ScaledStdConv2d(nn.Conv2d):
         )
 
     def extra_repr(self) -> str:
-        return super().extra_repr() + f", eps={self.eps}" + (", padding=same" if self.same else "")
+        # torch leaves _ConvNd.extra_repr unannotated; it returns str.
+        base: str = super().extra_repr()  # type: ignore[no-untyped-call]
+        return base + f", eps={self.eps}" + (", padding=same" if self.same else "")

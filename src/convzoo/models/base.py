@@ -13,6 +13,15 @@ A family subclasses ``ZooModel`` and sets four modules:
 stages other than in sequence overrides ``forward_features`` and ``forward_intermediates``
 together and says why.
 
+Config fields with one meaning in every family (``tests/test_vocabulary.py`` checks each
+registered config):
+
+- ``drop_rate``: dropout before the classifier's last layer, on every classifier config;
+- ``block_dropout``: dropout inside the blocks (Wide ResNet's between a block's two convs,
+  DenseNet's after each conv, FractalNet's per block), where a paper has it;
+- ``drop_path_rate``: stochastic depth / drop-path of the residual branches, on every family that
+  has residual branches, and ``drop_path_mode`` typed ``DropPathMode`` (``layers/drop.py``).
+
 ``feature_info`` (channels and reduction of every stage's output) is read off a shape-only pass on
 the ``meta`` device, so it costs no arithmetic and cannot disagree with what the stages compute.
 """
@@ -44,6 +53,7 @@ class FeatureInfo(list):
 
 
 class ZooModel(nn.Module):
+    model_name: str  # the registered name, set by create_model
     stem: nn.Module
     stages: nn.Module
     neck: nn.Module

@@ -13,8 +13,10 @@ downsampling layers (LayerNorm + 2x2 stride-2 conv); blocks of
 with layer scale gamma initialised at 1e-6; global average pool, LayerNorm, linear classifier.
 The 1x1 convs are ``nn.Linear`` on channels-last tensors (as the paper's code; equivalent).
 
-Deviations: stochastic depth uses convzoo's schedule (block l of L drops with rate * l / L; the
-paper's code uses rate * (l - 1) / (L - 1)). Weights are initialised N(0, 0.02) and
+Stochastic depth follows the paper's code (facebookresearch/ConvNeXt ``models/convnext.py``:
+``torch.linspace(0, drop_path_rate, sum(depths))``): block l of L drops with
+rate * (l - 1) / (L - 1), per sample, kept branches scaled by 1 / (1 - p) as its timm DropPath
+does. Deviations: weights are initialised N(0, 0.02) and
 zero biases as in the paper's code (drawn untruncated: its bounds are 100 std away); its
 head-init scaling (for fine-tuning) is not applied.
 """
@@ -140,7 +142,7 @@ class ConvNeXt(ZooModel):
             nn.Conv2d(cfg.in_channels, cfg.widths[0], 4, stride=4),
             LayerNorm2d(cfg.widths[0], eps=cfg.norm_eps),
         )
-        rates = drop_path_rates(cfg.drop_path_rate, sum(cfg.depths))
+        rates = drop_path_rates(cfg.drop_path_rate, sum(cfg.depths), schedule="(l-1)/(L-1)")
         stages, start, in_ch = [], 0, cfg.widths[0]
         for i, (depth, width) in enumerate(zip(cfg.depths, cfg.widths, strict=True)):
             stage_rates = rates[start : start + depth]
@@ -191,9 +193,12 @@ for _name, (_d, _w, _dp, _p, _macs, _top1, _params) in _VARIANTS.items():
             paper_params_m=_p,
             paper_macs_g=_macs,
             paper_accuracy=_top1,
-            notes="Top-1 after ImageNet-22K pre-training (no ImageNet-1K-only result)."
-            if _name == "convnext_xlarge"
-            else "",
+            notes="Drop-path schedule linspace(0, rate, L) as the reference code. "
+            + (
+                "Top-1 after ImageNet-22K pre-training (no ImageNet-1K-only result)."
+                if _name == "convnext_xlarge"
+                else ""
+            ),
         ),
         tiny=Tiny(
             overrides={"depths": (1, 1, 1, 1), "widths": (8, 8, 16, 16), "drop_path_rate": 0.0},

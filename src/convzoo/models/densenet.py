@@ -34,8 +34,8 @@ from torch.utils.checkpoint import checkpoint
 
 from convzoo.layers.conv import ActLayer, NormLayer
 from convzoo.layers.head import ClassifierHead
+from convzoo.layers.init import init_weights
 from convzoo.models.base import ZooModel
-from convzoo.models.resnet import init_weights
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
 PAPER = Paper("Densely Connected Convolutional Networks", "1608.06993", "Huang et al.", 2017)

@@ -28,9 +28,12 @@ Deviations and choices:
 * BatchNorm eps 1e-3, momentum 0.01 (TensorFlow's decay 0.99) as in the reference. torchvision's
   ``efficientnet_b0`` .. ``b4`` use PyTorch's eps 1e-5 (its B5-B7 use 1e-3): to load those, pass
   ``norm_layer=nn.BatchNorm2d``.
-* Stochastic depth: the reference's "drop connect" 0.2, per sample, through the shared linear
-  schedule (block l of L drops with 0.2 l / L; the reference uses (l - 1) / L). Set
-  ``drop_path_rate=0`` to turn it off, ``drop_path_mode="batch"`` to skip dropped blocks' compute.
+* Stochastic depth: the reference's "drop connect" 0.2, per sample, kept branches scaled by
+  1 / (1 - p), with the reference's schedule: block l of L drops with 0.2 (l - 1) / L (tensorflow/
+  tpu ``models/official/efficientnet/efficientnet_model.py``: ``drop_rate *= float(idx) /
+  len(self._blocks)`` with idx from 0, over all blocks; only blocks with a shortcut use it), so
+  the first block never drops. Set ``drop_path_rate=0`` to turn it off,
+  ``drop_path_mode="batch"`` to skip dropped blocks' compute.
 * The 1x1 conv to 1280 is part of ``forward_features``.
 """
 
@@ -172,7 +175,7 @@ class EfficientNet(ZooModel):
         in_ch = width(cfg.stem_channels)
         self.stem = conv(cfg.in_channels, in_ch, 3, 2)
         repeats = [scaled_repeats(s.repeats, cfg.depth_coefficient) for s in cfg.stages]
-        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(repeats)))
+        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(repeats), schedule="(l-1)/L"))
         stages: list[nn.Module] = []
         for spec, n in zip(cfg.stages, repeats):
             out_ch = width(spec.out_channels)
@@ -274,7 +277,7 @@ for _name, (_pm, _macs, _acc, _params, _ptol, _mtol) in _TABLE2.items():
                 if _name.endswith("b0")
                 else f" (compound_scale({_name[-1]}) differs, see module doc)"
             )
-            + ". BatchNorm eps 1e-3 as the reference"
+            + ". BatchNorm eps 1e-3 and drop-connect schedule 0.2 (l-1)/L as the reference"
             + (
                 "; torchvision's weights need norm_layer=nn.BatchNorm2d."
                 if _name[-1] in "01234"

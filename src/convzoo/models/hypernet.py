@@ -30,20 +30,19 @@ WRN layers (the paper does not itemise them), not in the generator or the embedd
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convzoo.layers.drop import DropPathMode, drop_path_rates
 from convzoo.layers.head import ClassifierHead
+from convzoo.layers.preact import NormAct, PreActBlock, conv3x3
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
 PAPER = Paper("HyperNetworks", "1609.09106", "Ha, Dai, Le", 2016)
-
-ConvFactory = Callable[[int, int, int], nn.Module]  # (in_channels, out_channels, stride)
 
 
 class KernelGenerator(nn.Module):
@@ -119,34 +118,16 @@ class HyperWRNConfig:
     z_dim: int = 64
     block_size: int = 16
     base_width: int = 16
-    drop_rate: float = 0.0
+    drop_rate: float = 0.0  # dropout before the classifier
+    drop_path_rate: float = 0.0  # stochastic depth (not in the paper; off)
+    drop_path_mode: DropPathMode = "batch"
     num_classes: int = 10
     in_channels: int = 3
 
 
-class PreActBlock(nn.Module):
-    """WRN block: BN-ReLU-conv3x3-BN-ReLU-conv3x3 with an identity or 1x1 projection shortcut."""
-
-    def __init__(self, in_ch: int, out_ch: int, stride: int, conv: ConvFactory) -> None:
-        super().__init__()
-        self.bn1, self.bn2 = nn.BatchNorm2d(in_ch), nn.BatchNorm2d(out_ch)
-        self.conv1 = conv(in_ch, out_ch, stride)
-        self.conv2 = conv(out_ch, out_ch, 1)
-        self.shortcut = (
-            nn.Conv2d(in_ch, out_ch, 1, stride=stride, bias=False)
-            if stride != 1 or in_ch != out_ch
-            else None
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        o = F.relu(self.bn1(x))
-        short = x if self.shortcut is None else self.shortcut(o)
-        o = self.conv1(o)
-        o = self.conv2(F.relu(self.bn2(o)))
-        return o + short
-
-
 class HyperWRN(ZooModel):
+    """A pre-activation WRN (``convzoo.layers.preact``) whose block 3x3 convs are generated."""
+
     def __init__(self, cfg: HyperWRNConfig) -> None:
         if (cfg.depth - 4) % 6:
             raise ValueError(f"WRN depth must be 6n + 4, got {cfg.depth}")
@@ -163,18 +144,21 @@ class HyperWRN(ZooModel):
         def conv(i: int, o: int, stride: int) -> nn.Module:
             if self.generator is not None:
                 return HyperConv2d(i, o, self.generator, stride=stride)
-            return nn.Conv2d(i, o, 3, stride=stride, padding=1, bias=False)
+            return conv3x3(i, o, stride)
 
         self.stem = nn.Conv2d(cfg.in_channels, cfg.base_width, 3, padding=1, bias=False)
+        rates = iter(drop_path_rates(cfg.drop_path_rate, 3 * n))
         stages, in_ch = [], cfg.base_width
         for i, w in enumerate(widths):
-            blocks = [
-                PreActBlock(in_ch if j == 0 else w, w, 2 if (i and j == 0) else 1, conv)
-                for j in range(n)
-            ]
+            blocks = []
+            for j in range(n):
+                stride = 2 if i and j == 0 else 1
+                drop = {"drop_path_rate": next(rates), "drop_path_mode": cfg.drop_path_mode}
+                blocks.append(PreActBlock(in_ch, w, stride, conv3x3=conv, **drop))
+                in_ch = w
             stages.append(nn.Sequential(*blocks))
-            in_ch = w
-        self.stages = nn.Sequential(*stages, nn.BatchNorm2d(in_ch), nn.ReLU())
+        self.stages = nn.Sequential(*stages)
+        self.neck = NormAct(in_ch)
         self.head = ClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 

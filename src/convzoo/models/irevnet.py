@@ -47,12 +47,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convzoo.layers.reversible import (
-    InvertibleBlock,
-    PreActClassifierHead,
-    ReversibleSequence,
-    set_memory_saving,
-)
+from convzoo.layers.head import ClassifierHead
+from convzoo.layers.preact import NormAct
+from convzoo.layers.reversible import InvertibleBlock, ReversibleSequence, set_memory_saving
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -69,7 +66,8 @@ class IRevNetConfig:
     init_block_size: int = 2  # space-to-depth block of the initial split S~
     init_pad: int = 0  # zero channels appended to each half after S~ (> 0: injective)
     bottleneck_ratio: int = 4  # F's inner width = block width / bottleneck_ratio
-    drop_rate: float = 0.0  # dropout inside F (replayed exactly by the reversible backward)
+    block_dropout: float = 0.0  # dropout inside F (replayed exactly by the reversible backward)
+    drop_rate: float = 0.0  # dropout before the classifier
     memory_saving: bool = True
     num_classes: int = 1000
     in_channels: int = 3
@@ -125,7 +123,7 @@ class IRevBlock(InvertibleBlock):
     """(x1, x2) -> (S x2, S x1 + F(x2)); S = space-to-depth when ``stride`` is 2."""
 
     def __init__(
-        self, in_half: int, out_half: int, stride: int, *, first: bool, ratio: int, drop_rate: float
+        self, in_half: int, out_half: int, stride: int, *, first: bool, ratio: int, dropout: float
     ) -> None:
         super().__init__()
         if out_half != in_half * stride * stride:
@@ -142,7 +140,7 @@ class IRevBlock(InvertibleBlock):
             nn.BatchNorm2d(mid),
             nn.ReLU(),
             nn.Conv2d(mid, mid, 3, padding=1, bias=False),
-            nn.Dropout(drop_rate),
+            nn.Dropout(dropout),
             nn.BatchNorm2d(mid),
             nn.ReLU(),
             nn.Conv2d(mid, out_half, 3, padding=1, bias=False),
@@ -217,25 +215,27 @@ class IRevNet(ZooModel):
                         s,
                         first=first,
                         ratio=cfg.bottleneck_ratio,
-                        drop_rate=cfg.drop_rate,
+                        dropout=cfg.block_dropout,
                     )
                 )
                 half, first = width, False
             stages.append(ReversibleSequence(blocks, cfg.memory_saving))
         self.stages = nn.Sequential(*stages)
-        self.head = PreActClassifierHead(2 * cfg.channels[-1], cfg.num_classes)
+        # The reversible state ends the stages; its BN-ReLU belongs to what follows (neck).
+        self.neck = NormAct(2 * cfg.channels[-1])
+        self.head = ClassifierHead(2 * cfg.channels[-1], cfg.num_classes, drop_rate=cfg.drop_rate)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
+    def check_input(self, x: Tensor) -> None:
+        super().check_input(x)
         if x.shape[-2] % self.divisor or x.shape[-1] % self.divisor:
             raise ValueError(
                 f"i-RevNet input height and width must be multiples of {self.divisor} "
                 f"(its space-to-depth steps), got {tuple(x.shape[-2:])}"
             )
-        return self.stages(self.stem(x))
 
     def inverse(self, features: Tensor) -> Tensor:
-        """The input whose ``forward_features`` are ``features`` (exact up to float error)."""
+        """The input whose last stage output is ``features`` (exact up to float error): the
+        reversible state, ``forward_intermediates(x, intermediates_only=True)[-1]``."""
         for stage in reversed(self.stages):
             features = stage.inverse(features)
         return self.stem.inverse(features)

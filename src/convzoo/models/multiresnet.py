@@ -26,8 +26,11 @@ zero-padding shortcut). No released code builds the wide rows, so their layout s
 reconstruction, and nothing in that material yields 154M: mpreresnet's choices (no
 pre-activation in the first block, parameter-free shortcuts) only lower the count.
 
-Deviations: none known. ``drop_rate`` adds dropout between the two convs of a
-basic function (the Wide ResNet recipe; off by default, the paper does not say). ``drop_path_rate``
+The block is ``convzoo.layers.preact.PreActBlock`` with ``num_branches=k``.
+
+Deviations: none known. ``block_dropout`` adds dropout before the last conv of every function
+(between the two convs of a basic one: the Wide ResNet recipe; off by default, the paper does not
+say). ``drop_path_rate``
 adds stochastic depth over the sum of the k functions (off by default; a dropped block skips all
 k functions). Parameter counts: 10.2M and 20.4M match the table; the wide networks have 72.7M
 and 145.1M, printed as "72M" (truncated) and "154M" (145.1M with two digits swapped, we
@@ -39,11 +42,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from torch import Tensor, nn
+from torch import nn
 
-from convzoo.layers.conv import ConvNormAct
-from convzoo.layers.drop import DropPath, drop_path_rates
+from convzoo.layers.drop import DropPathMode, drop_path_rates
 from convzoo.layers.head import ClassifierHead
+from convzoo.layers.preact import NormAct, PreActBlock
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -63,87 +66,24 @@ class MultiResNetConfig:
     widths: tuple[int, int, int] = (64, 128, 256)  # stage output channels before widen_factor
     widen_factor: int = 1
     stem_width: int = 16
-    drop_rate: float = 0.0  # dropout inside basic functions (WRN-style)
+    block_dropout: float = 0.0  # dropout before each function's last conv (WRN-style)
+    drop_rate: float = 0.0  # dropout before the classifier
     drop_path_rate: float = 0.0  # stochastic depth over the k-function sum
+    drop_path_mode: DropPathMode = "batch"
     num_classes: int = 10
     in_channels: int = 3
 
 
-def _preact(channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.BatchNorm2d(channels), nn.ReLU())
-
-
-def _residual_function(
-    in_ch: int, out_ch: int, stride: int, bottleneck: bool, drop_rate: float, preact: bool
-) -> nn.Sequential:
-    """One f_i. Pre-activation order: (BN-ReLU) conv, BN-ReLU conv, ... ; no norm at the end."""
-    layers: list[nn.Module] = [_preact(in_ch)] if preact else []
-    if bottleneck:
-        mid = out_ch // 4
-        layers += [
-            ConvNormAct(in_ch, mid, 1, stride),
-            ConvNormAct(mid, mid, 3),
-            ConvNormAct(mid, out_ch, 1, norm_layer=None, act_layer=None, bias=False),
-        ]
-    else:
-        layers.append(ConvNormAct(in_ch, out_ch, 3, stride))
-        if drop_rate > 0:
-            layers.append(nn.Dropout(drop_rate))
-        layers.append(ConvNormAct(out_ch, out_ch, 3, norm_layer=None, act_layer=None, bias=False))
-    return nn.Sequential(*layers)
-
-
-class MultiResidualBlock(nn.Module):
-    """y = shortcut(x) + sum_i f_i(x) (the k functions see the same, possibly shared, preact)."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        stride: int,
-        k: int,
-        *,
-        bottleneck: bool,
-        drop_rate: float = 0.0,
-        drop_path: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if k < 1:
-            raise ValueError(f"k (residual functions per block) must be >= 1, got {k}")
-        project = stride != 1 or in_channels != out_channels
-        # A shape-changing block shares one pre-activation between functions and projection.
-        self.preact = _preact(in_channels) if project else nn.Identity()
-        self.functions = nn.ModuleList(
-            _residual_function(
-                in_channels, out_channels, stride, bottleneck, drop_rate, not project
-            )
-            for _ in range(k)
-        )
-        self.shortcut = (
-            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False)
-            if project
-            else nn.Identity()
-        )
-        self.drop_path = DropPath(drop_path, mode="batch")
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.preact(x)
-
-        def functions() -> Tensor:
-            out = self.functions[0](x)
-            for f in self.functions[1:]:
-                out = out + f(x)
-            return out
-
-        return self.drop_path.add_branch(self.shortcut(x), functions)
-
-
 class MultiResNet(ZooModel):
+    """Bare stem conv -> stages of multi-residual blocks -> BN-ReLU (neck) -> head."""
+
     def __init__(self, cfg: MultiResNetConfig) -> None:
         per_block = 9 if cfg.bottleneck else 6
         if cfg.depth < per_block + 2 or (cfg.depth - 2) % per_block:
             kind = "bottleneck" if cfg.bottleneck else "basic"
             raise ValueError(f"{kind} Multi-ResNet depth must be {per_block}n+2, got {cfg.depth}")
+        if cfg.k < 1:
+            raise ValueError(f"k (residual functions per block) must be >= 1, got {cfg.k}")
         n = (cfg.depth - 2) // per_block
         widths = [w * cfg.widen_factor for w in cfg.widths]
         super().__init__(
@@ -159,23 +99,23 @@ class MultiResNet(ZooModel):
         for i, width in enumerate(widths):
             blocks = []
             for b in range(n):
-                stride = 2 if i > 0 and b == 0 else 1
                 blocks.append(
-                    MultiResidualBlock(
+                    PreActBlock(
                         in_ch,
                         width,
-                        stride,
-                        cfg.k,
+                        2 if i > 0 and b == 0 else 1,
+                        num_branches=cfg.k,
                         bottleneck=cfg.bottleneck,
-                        drop_rate=cfg.drop_rate,
-                        drop_path=next(rates),
+                        block_dropout=cfg.block_dropout,
+                        drop_path_rate=next(rates),
+                        drop_path_mode=cfg.drop_path_mode,
                     )
                 )
                 in_ch = width
             stages.append(nn.Sequential(*blocks))
-        stages.append(_preact(in_ch))  # pre-activation nets end with BN-ReLU before pooling
         self.stages = nn.Sequential(*stages)
-        self.head = ClassifierHead(in_ch, cfg.num_classes)
+        self.neck = NormAct(in_ch)  # pre-activation nets end with BN-ReLU before pooling
+        self.head = ClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
 # The CIFAR table (authors' README, rows of the paper's CIFAR comparison): name ->

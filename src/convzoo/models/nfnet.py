@@ -24,8 +24,13 @@ Deviations from the released JAX code:
 - weight-standardization eps: rsqrt(var + 1e-5) / sqrt(N) instead of rsqrt(max(N * var, 1e-4))
   (equal unless a filter is nearly constant; see ``std_conv``).
 - GELU is the exact erf form (PyTorch's); ``jax.nn.gelu`` defaults to the tanh approximation.
-- stochastic depth uses convzoo's DropPath (kept branches scaled by 1 / (1 - p), linear schedule
-  (l / L) * rate); the reference scales nothing and uses (l - 1) / L.
+- stochastic depth: the reference's schedule, block l of L drops with rate * (l - 1) / L
+  (deepmind-research ``nfnets/nfnet.py``: ``stochdepth_rate * index / num_blocks``, index from
+  0), but kept branches are scaled by 1 / (1 - p), where the reference's ``StochDepth``
+  (``nfnets/base.py``, ``scale_by_keep=False``) scales nothing. Reason: with the scaling the
+  eval network (nothing dropped) computes the training-time expectation, as in every other family
+  here through the one DropPath; without it, a block's branch at eval is 1 / (1 - p) times its
+  training mean. Eval outputs, and so released weights, are unaffected: DropPath is off in eval.
 - the gamma constants are the reference code's empirical values (``GAMMA``); a test checks them
   against numerical integration.
 - nf_resnet50 follows the reference ``NF_ResNet`` (strided 1x1 projection shortcut, TF SAME
@@ -238,7 +243,7 @@ class NFNet(ZooModel):
             stem["pool"] = SameMaxPool2d() if cfg.same_padding else nn.MaxPool2d(3, 2, padding=1)
         self.stem = nn.Sequential(stem)
 
-        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.depths)))
+        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.depths), schedule="(l-1)/L"))
         expected_var = 1.0
         stages: list[nn.Module] = []
         for depth, width, stride in zip(cfg.depths, cfg.widths, stage_strides, strict=True):
@@ -347,6 +352,10 @@ _TINY_NFNET = Tiny(
     input_size=32,
 )
 
+_DROP_NOTE = (
+    "Stochastic depth: the reference's schedule (l-1)/L; kept branches scaled by 1/(1-p), which "
+    "the reference does not do (module docstring)."
+)
 for _name, (_k, _train, _test, _drop, _p, _macs, _top1) in _F_VARIANTS.items():
     register_model(
         _name,
@@ -364,7 +373,8 @@ for _name, (_k, _train, _test, _drop, _p, _macs, _top1) in _F_VARIANTS.items():
             paper_macs_g=_macs,
             paper_accuracy=_top1,
             notes=f"Trained at {_train}x{_train}; input_size is the test resolution, where the "
-            "paper's FLOPs and accuracy are measured."
+            "paper's FLOPs and accuracy are measured. "
+            + _DROP_NOTE
             + (" Top-1 with SAM." if _name == "nfnet_f6" else ""),
         ),
         tiny=_TINY_NFNET,
@@ -382,7 +392,8 @@ register_model(
         input_size=224,
         num_classes=1000,
         params=_PARAMS["nf_resnet50"],
-        notes="timm's nf_resnet50 needs shortcut_pool=True, same_padding=False (module docstring).",
+        notes="timm's nf_resnet50 needs shortcut_pool=True, same_padding=False (module docstring). "
+        + _DROP_NOTE,
     ),
     tiny=Tiny(
         overrides={

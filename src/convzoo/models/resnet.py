@@ -35,6 +35,7 @@ from torch import Tensor, nn
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
 from convzoo.layers.drop import DROP_PATH_MODES, DropPath, drop_path_rates
 from convzoo.layers.head import ClassifierHead
+from convzoo.layers.init import init_weights
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -221,18 +222,6 @@ class ResNet(ZooModel):
         self.stages = nn.Sequential(*stages)
         self.head = ClassifierHead(num_features, cfg.num_classes, drop_rate=cfg.drop_rate)
         init_weights(self)
-
-
-def init_weights(model: nn.Module) -> None:
-    """He et al.'s initialization (their ref. [13]): normal, std sqrt(2 / fan_out) for convs."""
-    for m in model.modules():
-        if any(p.is_meta for p in m.parameters(recurse=False)):
-            continue  # shape-only builds (counting): random init is meaningless and slow there
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-        elif isinstance(m, nn.BatchNorm2d | nn.GroupNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
 
 def residual_blocks(model: nn.Module) -> list[ResidualBlock]:

@@ -6,7 +6,7 @@ parameters), with the layer details of the authors' released code (revnet-public
 
 Each unit splits its channels into halves and applies y1 = x1 + F(x2), y2 = x2 + G(y1), where F
 and G are pre-activation residual functions (BN-ReLU-conv3x3 twice, or the 1x1-3x3-1x1 bottleneck
-whose inner width is a quarter of the half's width). The first unit of every stage changes
+whose inner width is a quarter of the half's width: ``convzoo.layers.preact.preact_branch``). The first unit of every stage changes
 resolution and/or width: it is not invertible, its shortcuts are the identity downsampled
 (average pooling + zero channel padding for basic units, a strided 1x1 projection for bottleneck
 units), and its input is kept, as the paper says; the other units of the stage form one
@@ -29,12 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from convzoo.layers.reversible import (
-    PreActClassifierHead,
-    ReversibleCoupling,
-    ReversibleSequence,
-    set_memory_saving,
-)
+from convzoo.layers.head import ClassifierHead
+from convzoo.layers.preact import NormAct, preact_branch
+from convzoo.layers.reversible import ReversibleCoupling, ReversibleSequence, set_memory_saving
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -55,31 +52,9 @@ class RevNetConfig:
     bottleneck: bool = False
     imagenet_stem: bool = False  # 7x7/2 conv + 3x3/2 max pool instead of a 3x3 conv
     memory_saving: bool = True
+    drop_rate: float = 0.0  # dropout before the classifier
     num_classes: int = 10
     in_channels: int = 3
-
-
-def _bn_relu_conv(in_ch: int, out_ch: int, k: int, stride: int, preact: bool) -> list[nn.Module]:
-    layers: list[nn.Module] = [nn.BatchNorm2d(in_ch), nn.ReLU()] if preact else []
-    layers.append(nn.Conv2d(in_ch, out_ch, k, stride=stride, padding=k // 2, bias=False))
-    return layers
-
-
-def residual_fn(
-    in_ch: int, out_ch: int, stride: int = 1, *, bottleneck: bool, preact: bool = True
-) -> nn.Sequential:
-    """F or G: pre-activation basic (3x3, 3x3) or bottleneck (1x1, 3x3, 1x1 at out_ch/4)."""
-    if bottleneck:
-        mid = out_ch // 4
-        return nn.Sequential(
-            *_bn_relu_conv(in_ch, mid, 1, stride, preact),
-            *_bn_relu_conv(mid, mid, 3, 1, True),
-            *_bn_relu_conv(mid, out_ch, 1, 1, True),
-        )
-    return nn.Sequential(
-        *_bn_relu_conv(in_ch, out_ch, 3, stride, preact),
-        *_bn_relu_conv(out_ch, out_ch, 3, 1, True),
-    )
 
 
 class PoolPadShortcut(nn.Module):
@@ -102,8 +77,8 @@ class DownsampleCoupling(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, stride: int, *, bottleneck: bool, preact: bool):
         super().__init__()
         hi, ho = in_ch // 2, out_ch // 2
-        self.f = residual_fn(hi, ho, stride, bottleneck=bottleneck, preact=preact)
-        self.g = residual_fn(ho, ho, bottleneck=bottleneck)
+        self.f = preact_branch(hi, ho, stride, bottleneck=bottleneck, preact=preact)
+        self.g = preact_branch(ho, ho, bottleneck=bottleneck)
         if bottleneck:
             self.shortcut1 = nn.Conv2d(hi, ho, 1, stride=stride, bias=False)
             self.shortcut2 = nn.Conv2d(hi, ho, 1, stride=stride, bias=False)
@@ -153,14 +128,16 @@ class RevNet(ZooModel):
             first = DownsampleCoupling(w_in, w, stride, bottleneck=cfg.bottleneck, preact=i > 0)
             rest = [
                 ReversibleCoupling(
-                    residual_fn(w // 2, w // 2, bottleneck=cfg.bottleneck),
-                    residual_fn(w // 2, w // 2, bottleneck=cfg.bottleneck),
+                    preact_branch(w // 2, w // 2, bottleneck=cfg.bottleneck),
+                    preact_branch(w // 2, w // 2, bottleneck=cfg.bottleneck),
                 )
                 for _ in range(depth - 1)
             ]
             stages.append(nn.Sequential(first, ReversibleSequence(rest, cfg.memory_saving)))
         self.stages = nn.Sequential(*stages)
-        self.head = PreActClassifierHead(widths[-1], cfg.num_classes)
+        # The reversible state ends the stages; its BN-ReLU belongs to what follows (neck).
+        self.neck = NormAct(widths[-1])
+        self.head = ClassifierHead(widths[-1], cfg.num_classes, drop_rate=cfg.drop_rate)
 
     def set_memory_saving(self, enabled: bool) -> RevNet:
         """Same weights, other backward algorithm (see convzoo.layers.reversible)."""

@@ -1,0 +1,70 @@
+"""benchmarks/cifar_table.py end to end at tiny size (embedded digits, one epoch)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cifar_table.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("cifar_table", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["cifar_table"] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_smoke_run_writes_the_table(tmp_path, monkeypatch):
+    mod = _load()
+    out = tmp_path / "table"
+    argv = ["cifar_table.py", "--smoke", "--seeds", "0", "1", "--output", str(out), "--models",
+            "ResNet-110 + stochastic depth"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    mod.main()
+    data = json.loads((out / "cifar_table.json").read_text())
+    runs = data["runs"]
+    assert [(r["label"], r["seed"]) for r in runs] == [
+        ("ResNet-110 + stochastic depth", 0), ("ResNet-110 + stochastic depth", 1)
+    ]  # fmt: skip
+    assert all(0.0 <= r["val_acc"] <= 100.0 and r["wall_s"] > 0 for r in runs)
+    assert runs[0]["train_args"] == {"drop_path_rate": 0.5, "drop_path_mode": "batch"}
+    assert data["recipe"]["schedule"] == "cosine" and data["recipe"]["val_fraction"] == 0.1
+    md = (out / "cifar_table.md").read_text()
+    row = next(line for line in md.splitlines() if line.startswith("| ResNet-110 + stochastic"))
+    # The tiny overrides and the stochastic depth are named; no paper number beside a tiny model.
+    assert "`resnet110_cifar`" in row and "drop_path_rate=0.5" in row
+    cells = [c.strip() for c in row.split("|")[1:-1]]
+    assert cells[4] == "2" and cells[5] == "-"
+    # Outside --smoke the paper's number is the one for exactly that configuration.
+    by_label = {e.label: e for e in mod.ENTRIES}
+    assert by_label["ResNet-110 + stochastic depth"].paper() == 94.75
+    assert by_label["ResNet-20 + stochastic depth"].paper() is None
+    assert by_label["FractalNet-20, quarter width"].paper() is None
+    assert by_label["ResNet-20"].paper() == 91.25
+
+
+def test_every_entry_is_registered_and_small():
+    mod = _load()
+    import torch
+
+    import convzoo
+
+    for entry in mod.ENTRIES:
+        with torch.device("meta"):
+            model = convzoo.create_model(entry.model, **entry.model_args)
+        assert sum(p.numel() for p in model.parameters()) < 2.2e6, entry.label
+
+
+def test_missing_data_is_one_clear_error(monkeypatch, capsys):
+    mod = _load()
+    monkeypatch.setattr(sys, "argv", ["cifar_table.py", "--epochs", "1"])
+    with pytest.raises(SystemExit):
+        mod.main()
+    assert "--data is required" in capsys.readouterr().err
