@@ -21,9 +21,11 @@ round times every contender once, starting contender rotating, a repeat lasting 
     fast / best peer   convzoo fast / min(onnxruntime, openvino)        (target <= 1.0)
     int8 speed-up      best fp32 (any contender) / best int8            (target >= 1.5)
 
-Results: one JSON per model in ``--output`` (machine, threads, load average before and after,
-each contender's settings and output difference from torchvision eager); ``--table`` prints the
-Markdown table of every JSON there.
+Results: one JSON per model and batch size in ``--output`` (machine, threads, load average before
+and after, each contender's settings and output difference from torchvision eager); ``--table``
+prints the Markdown table of every JSON there. Exported and quantized files are kept in
+``--cache`` (git-ignored) and reused by later runs (the weights are fixed by the seed), so one model's
+batch sizes can run as separate invocations, each within a time limit.
 
     python benchmarks/cpu_runtimes.py --models resnet18 --output benchmarks/results/cpu_runtimes
     python benchmarks/cpu_runtimes.py --table --output benchmarks/results/cpu_runtimes
@@ -37,7 +39,6 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +78,8 @@ def _engines(name: str, size: int, threads: int, folder: Path) -> tuple[dict[str
     cz = from_torchvision(name, tv).eval()
     example = torch.zeros(1, 3, size, size)
     opts = RuntimeOptions(threads=threads, calibration=calibration_images(size=size, count=64))
-    tv_files = Artifacts(tv, example, opts, folder / "tv")
-    cz_files = Artifacts(cz, example, opts, folder / "cz")
+    tv_files = Artifacts(tv, example, opts, folder / "tv", reuse=True)
+    cz_files = Artifacts(cz, example, opts, folder / "cz", reuse=True)
     for files in (tv_files, cz_files):
         files.folder.mkdir(parents=True, exist_ok=True)
     engines: dict[str, Engine | str] = {
@@ -103,34 +104,33 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 
 def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     size = args.input_size
-    with tempfile.TemporaryDirectory(prefix="cz-cpu-") as tmp:
-        engines, tv = _engines(name, size, args.threads, Path(tmp))
-        result: dict[str, Any] = {"model": name, "load_before": os.getloadavg(), "batches": []}
-        for batch in args.batch_sizes:
-            x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
-            with torch.inference_mode():
-                want = tv(x)
-            cells: dict[str, dict[str, Any]] = {}
-            calls, settle = {}, {}
-            for label, engine in engines.items():
-                if isinstance(engine, str):
-                    cells[label] = {"missing": engine}
-                    continue
-                print(f"[{name}] batch {batch}: {label}", file=sys.stderr, flush=True)
-                try:
-                    diff = (engine.run(x).float() - want).abs().max().item()
-                    calls[label], settle[label] = engine.bind(x), engine.settle_s
-                    cells[label] = {"max_abs_diff_vs_tv": diff, "settings": dict(engine.settings)}
-                except Exception as err:  # recorded in the cell, the other contenders go on
-                    cells[label] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
-            times = time_interleaved(calls, torch.device("cpu"), warmup=args.warmup,
-                                     repeats=args.rounds, min_repeat_s=args.min_repeat_s,
-                                     settle_s=settle)  # fmt: skip
-            for label, seconds in times.items():
-                cells[label]["ms_per_batch"] = 1e3 * statistics.median(seconds)
-                cells[label]["ms_per_batch_rounds"] = [1e3 * s for s in seconds]
-            result["batches"].append({"batch_size": batch, "cells": cells})
-        result["load_after"] = os.getloadavg()
+    engines, tv = _engines(name, size, args.threads, args.cache / f"{name}-{size}px")
+    result: dict[str, Any] = {"model": name, "load_before": os.getloadavg(), "batches": []}
+    for batch in args.batch_sizes:
+        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
+        with torch.inference_mode():
+            want = tv(x)
+        cells: dict[str, dict[str, Any]] = {}
+        calls, settle = {}, {}
+        for label, engine in engines.items():
+            if isinstance(engine, str):
+                cells[label] = {"missing": engine}
+                continue
+            print(f"[{name}] batch {batch}: {label}", file=sys.stderr, flush=True)
+            try:
+                diff = (engine.run(x).float() - want).abs().max().item()
+                calls[label], settle[label] = engine.bind(x), engine.settle_s
+                cells[label] = {"max_abs_diff_vs_tv": diff, "settings": dict(engine.settings)}
+            except Exception as err:  # recorded in the cell, the other contenders go on
+                cells[label] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
+        times = time_interleaved(calls, torch.device("cpu"), warmup=args.warmup,
+                                 repeats=args.rounds, min_repeat_s=args.min_repeat_s,
+                                 settle_s=settle)  # fmt: skip
+        for label, seconds in times.items():
+            cells[label]["ms_per_batch"] = 1e3 * statistics.median(seconds)
+            cells[label]["ms_per_batch_rounds"] = [1e3 * s for s in seconds]
+        result["batches"].append({"batch_size": batch, "cells": cells})
+    result["load_after"] = os.getloadavg()
     return result
 
 
@@ -169,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--min-repeat-s", type=float, default=0.2)
     p.add_argument("--output", type=Path, required=True, help="folder of per-model JSON files")
+    p.add_argument("--cache", type=Path, default=Path("data_local/cpu_runtimes"),
+                   help="exported files, reused across runs")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the table of --output and exit")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
     args = p.parse_args(argv)
@@ -183,12 +185,13 @@ def main(argv: list[str] | None = None) -> int:
         machine = provenance(BenchConfig(threads=args.threads))
         for name in args.models:
             result = {**measure(name, args), "provenance": machine, "settings": vars(args)}
-            path = args.output / f"{name}.json"
+            batches = "-".join(str(b) for b in args.batch_sizes)
+            path = args.output / f"{name}-b{batches}.json"
             path.write_text(json.dumps(result, indent=2, default=str) + "\n")
             print(f"wrote {path}", file=sys.stderr)
     results = [json.loads(f.read_text()) for f in sorted(args.output.glob("*.json"))]
     order = {m: i for i, m in enumerate(MODELS)}
-    results.sort(key=lambda r: order.get(r["model"], len(order)))
+    results.sort(key=lambda r: (r["batches"][0]["batch_size"], order.get(r["model"], len(order))))
     print(table(results))
     return 0
 

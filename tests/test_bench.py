@@ -25,6 +25,7 @@ from convzoo.bench.runner import (
     registered_spec,
 )
 from convzoo.cli import main
+from convzoo.cliutil import UsageError
 
 # Quick settings: one thread (the CI box has two cores shared with the test runner).
 QUICK = {"warmup": 1, "repeats": 3, "min_repeat_s": 0.001, "threads": 1}
@@ -161,7 +162,7 @@ def test_bad_config_is_rejected():
         BenchConfig(dtype="float64")
     with pytest.raises(ValueError, match="cuda_graphs"):
         BenchConfig(cuda_graphs=True)
-    with pytest.raises(ValueError, match="runtimes"):
+    with pytest.raises(UsageError, match="runtimes"):
         BenchConfig(runtimes=("tensorrt",))
     with pytest.raises(ValueError, match="threads"):
         BenchConfig(threads=0)
@@ -223,7 +224,7 @@ def test_accuracy_files(tmp_path):
 def test_cli_bench_writes_files_and_shows_progress(tmp_path, capsys):
     metrics = tmp_path / "m.json"
     metrics.write_text(json.dumps({"nin_cifar": 88.0}))
-    argv = ["bench", "nin_cifar", "--tiny", "--batch-sizes", "1,2", "--repeats", "2"]
+    argv = ["bench", "nin_cifar", "--tiny", "--batch-sizes", "1", "2", "--repeats", "2"]
     argv += ["--warmup", "1", "--min-repeat-s", "0.001", "--threads", "1"]
     argv += ["--metrics", str(metrics), "--output", str(tmp_path / "out")]
     assert main(argv) == 0
@@ -237,9 +238,10 @@ def test_cli_bench_writes_files_and_shows_progress(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("flag", "value", "says"),
     [
-        ("--batch-sizes", "1,0", "positive"),
+        ("--batch-sizes", "0", ">= 1"),
         ("--threads", "0", ">= 1"),
-        ("--runtime", "trt", "onnxruntime"),
+        ("--runtimes", "trt", "onnxruntime"),
+        ("--device", "tpu", "tpu"),
     ],
 )
 def test_cli_rejects_bad_values_in_one_line(flag, value, says, capsys):

@@ -91,7 +91,16 @@ def _without(monkeypatch, package: str) -> None:
 
 def test_missing_runtime_cell_says_so_and_the_run_goes_on(monkeypatch, tmp_path, capsys):
     _without(monkeypatch, "onnxruntime")
-    argv = ["bench", "nin_cifar", "--tiny", "--batch-sizes", "1", "--runtime", "eager,onnxruntime"]
+    argv = [
+        "bench",
+        "nin_cifar",
+        "--tiny",
+        "--batch-sizes",
+        "1",
+        "--runtimes",
+        "eager",
+        "onnxruntime",
+    ]
     argv += ["--repeats", "2", "--warmup", "1", "--min-repeat-s", "0.001", "--threads", "1"]
     assert main([*argv, "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -106,7 +106,7 @@ def fast_engine(
     folded = fold_batchnorm(model.eval(), example[:1])
     # The ONNX candidates run convzoo's export of the folded model (its own file, not the one
     # the plain onnxruntime / openvino cells share).
-    own = Artifacts(folded, example, fast_opts, artifacts.folder / "fast")
+    own = Artifacts(folded, example, fast_opts, artifacts.folder / "fast", artifacts.reuse)
     own.folder.mkdir(exist_ok=True)
     candidates: dict[str, Engine] = {}
     unavailable: dict[str, str] = {}

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import json
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -226,11 +227,12 @@ class OpenVinoEngine(Engine):
 
 class Artifacts:
     """Files one model's engines share, made on first use: its fp32 ONNX export and the int8
-    quantization of it. Kept in ``folder`` (a temporary one by default)."""
+    quantization of it. Kept in ``folder`` (a temporary one by default); with ``reuse``, files
+    already in ``folder`` are taken as they are (a benchmark resumed for the same weights)."""
 
     def __init__(self, model: nn.Module, example: Tensor, opts: RuntimeOptions,
-                 folder: str | Path | None = None) -> None:  # fmt: skip
-        self.model, self.example, self.opts = model, example, opts
+                 folder: str | Path | None = None, reuse: bool = False) -> None:  # fmt: skip
+        self.model, self.example, self.opts, self.reuse = model, example, opts, reuse
         self._tmp = None if folder is not None else tempfile.TemporaryDirectory(prefix="convzoo-")
         self.folder = Path(folder if folder is not None else self._tmp.name)  # type: ignore[union-attr]
         self._onnx: Path | None = None
@@ -242,7 +244,8 @@ class Artifacts:
             from convzoo.interop.export import export_onnx
 
             self._onnx = self.folder / "model.onnx"
-            export_onnx(self.model.eval(), self._onnx, self.example[:1])
+            if not (self.reuse and self._onnx.exists()):
+                export_onnx(self.model.eval(), self._onnx, self.example[:1])
         return self._onnx
 
     def int8(self) -> Path:
@@ -252,7 +255,12 @@ class Artifacts:
             if self.opts.calibration is None:
                 raise ValueError("int8 runtimes need calibration images (RuntimeOptions)")
             path = self.folder / "model-int8.onnx"
-            self.quantization = quantize_onnx(self.onnx(), path, self.opts.calibration)
+            info = self.folder / "model-int8.json"
+            if self.reuse and path.exists() and info.exists():
+                self.quantization = json.loads(info.read_text())
+            else:
+                self.quantization = quantize_onnx(self.onnx(), path, self.opts.calibration)
+                info.write_text(json.dumps(self.quantization))
             self._int8 = path
         return self._int8
 

@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from convzoo.bench.runtimes import RUNTIMES
+from convzoo.cliutil import UsageError, option, validate_config
 from convzoo.registry import create_model, get_entry
 
 __all__ = ["DTYPES", "UNITS", "BenchConfig", "ModelSpec", "provenance", "registered_spec"]
@@ -43,53 +44,43 @@ UNITS: dict[str, str] = {
 }
 
 
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
 @dataclass(frozen=True)
 class BenchConfig:
-    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    device: str = "cpu"
-    dtype: str = "float32"  # float32 | bfloat16 | float16; the last two via autocast
-    channels_last: bool = False
-    runtimes: tuple[str, ...] = ("eager",)  # bench.runtimes.RUNTIMES, timed in interleaved rounds
+    """``convzoo bench``'s flags are generated from these fields (``cliutil``)."""
+
+    batch_sizes: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), low=1)  # images
+    device: str = option("cpu", device=True)
+    dtype: str = option("float32", choices=DTYPES)  # bfloat16 / float16 via autocast
+    channels_last: bool = False  # torch runtimes: NHWC weights and inputs
+    runtimes: tuple[str, ...] = option(("eager",), choices=RUNTIMES)  # timed in interleaved rounds
     fast: bool = False  # also the "fast" runtime (bench.fast): the fastest path for the device
-    fold_bn: bool = False  # BatchNorm folded into the preceding conv for inference
+    fold_bn: bool = False  # torch runtimes: BatchNorm folded into the preceding conv
     cuda_graphs: bool = False  # replay a captured CUDA graph for batches <= cuda_graph_max_batch
-    cuda_graph_max_batch: int = 16
+    cuda_graph_max_batch: int = option(16, low=1)  # images
     train: bool = False  # also time a training step (eager, SGD with momentum)
-    warmup: int = 3
-    repeats: int = 7
-    min_repeat_s: float = 0.05
-    memory_cap_mib: float | None = None  # simulated memory size: a bigger peak is recorded as OOM
-    threads: int | None = None  # torch.set_num_threads on the CPU; None keeps torch's default
+    warmup: int = option(3, low=0)  # untimed calls
+    repeats: int = option(7, low=1)  # timed repeats (interleaved rounds)
+    min_repeat_s: float = option(0.05, low=0)  # seconds: a repeat runs calls until this long
+    memory_cap_mib: float | None = option(None, above=0)  # simulated memory: bigger peaks are OOM
+    threads: int | None = option(None, low=1)  # CPU threads; None keeps torch's default
     calibration_data: str | None = None  # int8 runtimes: CIFAR or image folder; None: the digits
-    calibration_images: int = 64  # int8 runtimes: images read for calibration
+    calibration_images: int = option(64, low=1)  # int8 runtimes: images read for calibration
 
     def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ValueError(f"batch sizes must be positive, got {self.batch_sizes}")
-        if self.repeats < 1 or self.warmup < 0:
-            raise ValueError("repeats must be >= 1 and warmup >= 0")
+        validate_config(self)
+        if not self.batch_sizes or not self.runtimes:
+            raise UsageError("batch_sizes and runtimes need at least one value each")
         if self.cuda_graphs and not self.device.startswith("cuda"):
-            raise ValueError("cuda_graphs needs device='cuda'")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"threads must be >= 1, got {self.threads}")
-        if self.min_repeat_s < 0 or self.calibration_images < 1:
-            raise ValueError("min_repeat_s must be >= 0 and calibration_images >= 1")
-        unknown = [r for r in self.runtimes if r not in RUNTIMES]
-        if unknown or not self.runtimes:
-            raise ValueError(
-                f"runtimes must be some of {', '.join(RUNTIMES)}, got {unknown or 'none'}"
-            )
+            raise UsageError("cuda_graphs needs device='cuda'")
         if self.fast and "fast" not in self.runtimes:
             object.__setattr__(self, "runtimes", (*self.runtimes, "fast"))
 
     @property
     def memory_format(self) -> str:
         return "channels_last" if self.channels_last else "contiguous (NCHW)"
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclass(frozen=True)

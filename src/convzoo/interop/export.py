@@ -39,6 +39,14 @@ from convzoo.bench.runtimes import (
     RuntimeUnavailable,
     require,
 )
+from convzoo.cliutil import (
+    UsageError,
+    add_command,
+    add_config_flags,
+    given_fields,
+    option,
+    validate_config,
+)
 from convzoo.registry import create_model, get_entry
 
 __all__ = [
@@ -77,30 +85,24 @@ class ExportResult:
 
 @dataclass(frozen=True)
 class ExportConfig:
-    """``convzoo export``: one registered model (random weights) to one file."""
+    """``convzoo export``: one registered model (random weights) to one file. The command's
+    flags are generated from these fields (``cliutil``)."""
 
     model: str
     output: Path
-    format: str = "onnx"  # onnx | openvino | torch-export | aoti
+    format: str = option("onnx", choices=FORMATS)
     int8: bool = False  # static int8 quantization (onnx, openvino)
     tiny: bool = False  # the registered Tiny config (smoke runs)
-    input_size: int | None = None  # pixels; default: the model's
+    input_size: int | None = option(None, low=1)  # pixels; default: the model's
     calibration_data: str | None = None  # int8: a CIFAR or image folder; default: the digits
-    calibration_images: int = 64  # int8: images read for calibration
-    atol: float | None = None  # fp32 check, times max(1, max |output|); None: FP32_ATOL[format]
-    int8_atol: float = 0.25  # int8 check, times max(1, max |output|)
+    calibration_images: int = option(64, low=1)  # int8: images read for calibration
+    atol: float | None = option(None, above=0)  # fp32 check x max(1, max|out|); FP32_ATOL[format]
+    int8_atol: float = option(0.25, above=0)  # int8 check, times max(1, max |output|)
 
     def __post_init__(self) -> None:
-        if self.format not in FORMATS:
-            raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        validate_config(self)
         if self.int8 and self.format not in INT8_FORMATS:
-            raise ValueError(f"int8 export is for {' and '.join(INT8_FORMATS)}, not {self.format}")
-        if self.input_size is not None and self.input_size < 1:
-            raise ValueError(f"input_size must be >= 1 pixel, got {self.input_size}")
-        if self.calibration_images < 1:
-            raise ValueError(f"calibration_images must be >= 1, got {self.calibration_images}")
-        if (self.atol is not None and self.atol <= 0) or self.int8_atol <= 0:
-            raise ValueError("atol and int8_atol must be > 0")
+            raise UsageError(f"int8 export is for {' and '.join(INT8_FORMATS)}, not {self.format}")
 
 
 def export_onnx(model: nn.Module, path: Path, x: Tensor, dynamic_batch: bool = True) -> None:
@@ -261,7 +263,7 @@ def export_registered(cfg: ExportConfig) -> ExportResult:
 
 # ------------------------------------------------------------------------------------------ CLI
 def cmd_export(args: argparse.Namespace) -> int:
-    cfg = ExportConfig(**{k: v for k, v in vars(args).items() if k in _FIELDS})
+    cfg = ExportConfig(**given_fields(args, ExportConfig))  # model and output included
     result = export_registered(cfg)
     kind = f"{result.format}{', int8' if cfg.int8 else ''}"
     print(
@@ -278,27 +280,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-_FIELDS = {f for f in ExportConfig.__dataclass_fields__}
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export to ONNX, OpenVINO, torch.export or AOTInductor")
+    p = add_command(
+        sub, "export", cmd_export, help="export to ONNX, OpenVINO, torch.export or AOTInductor"
+    )
     p.add_argument("model")
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--format", choices=FORMATS, default="onnx")
-    p.add_argument("--int8", action="store_true", help="static int8 quantization (onnx, openvino)")
-    p.add_argument("--tiny", action="store_true", help="the registered Tiny config")
-    p.add_argument("--input-size", type=_positive, default=None)
-    p.add_argument("--calibration-data", default=None)
-    p.add_argument("--calibration-images", type=_positive, default=64)
-    p.set_defaults(func=cmd_export)
+    p.add_argument("--output", type=Path, required=True, help="file to write")
+    add_config_flags(p, ExportConfig, skip=("model", "output"), title="export (ExportConfig)")
