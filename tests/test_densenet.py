@@ -52,10 +52,10 @@ def _step(model, x, seed=0):
 
 
 @pytest.mark.parametrize("name", ["densenet_bc100_k12_cifar", "densenet40_k12_cifar"])
-@pytest.mark.parametrize("drop_rate", [0.0, 0.2])
-def test_memory_efficient_gives_identical_outputs_gradients_and_statistics(name, drop_rate):
+@pytest.mark.parametrize("block_dropout", [0.0, 0.2])
+def test_memory_efficient_gives_identical_outputs_gradients_and_statistics(name, block_dropout):
     overrides = {"growth_rate": 4, "block_config": (4, 4, 4), "num_init_features": 8}
-    plain, efficient = _pair(name, drop_rate=drop_rate, **overrides)
+    plain, efficient = _pair(name, block_dropout=block_dropout, **overrides)
     plain.train()
     efficient.train()
     recomputed = [0]

@@ -202,18 +202,18 @@ def test_default_config_has_no_drop_path():
 
 def test_paper_dropout_schedule_option():
     with torch.device("meta"):
-        model = convzoo.create_model("fractalnet20_cifar", block_drop_rates=FRACTAL_DROPOUT)
+        model = convzoo.create_model("fractalnet20_cifar", block_dropout=FRACTAL_DROPOUT)
     rates = [m.p for m in model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
     assert sorted(set(rates)) == [0.1, 0.2, 0.3, 0.4]
     assert len(rates) == 4 * 7  # every conv of blocks 2-5
     with pytest.raises(ValueError):
-        convzoo.create_model("fractalnet20_cifar", block_drop_rates=(0.1,))
+        convzoo.create_model("fractalnet20_cifar", block_dropout=(0.1,))
 
 
 def test_fof_macro_structure_matches_the_prototxt():
     with torch.device("meta"):
         model = convzoo.create_model("fof_cifar")
-    macro = model.stages
+    (macro,) = model.stages
     assert [len(c) for c in macro.columns] == [1, 2, 4]
     # (in, out) widths of every macro unit and its pooling factor.
     shape = [
@@ -248,4 +248,4 @@ def test_fof_global_mode_runs_one_chain():
 def test_fof_local_mode_keeps_one_per_join():
     model = tiny("fof_cifar", drop_path_rate=0.9, global_ratio=0.0).train()
     model(torch.randn(2, 3, 16, 16))
-    assert all(len(k) >= 1 for k in model.stages.last_kept.values())
+    assert all(len(k) >= 1 for k in model.stages[0].last_kept.values())

@@ -167,7 +167,14 @@ def test_full_size_macs_match_paper(name):
     )
 
 
-@pytest.mark.parametrize("name", ALL)
+# The dynamic filter networks are dense next-frame predictors: their generators are an
+# encoder-decoder whose resolution goes down and back up with a skip connection across (or, for
+# the video model, a recurrent one run once per frame), so "stages of increasing reduction" does
+# not describe them and a backbone of them would have no meaning.
+BACKBONES = [n for n in ALL if convzoo.model_info(n).family != "dynamic_filter"]
+
+
+@pytest.mark.parametrize("name", BACKBONES)
 def test_stages_are_resolution_stages_and_backbone_matches_feature_info(name):
     """The contract: ``stages`` holds one element per resolution, ``neck`` what follows them."""
     model, tiny = tiny_model(name)
@@ -199,3 +206,27 @@ def test_stages_are_resolution_stages_and_backbone_matches_feature_info(name):
     missing, unexpected = backbone.load_state_dict(model.state_dict(), strict=False)
     assert not missing
     assert all(k.startswith(("head.", "neck.", "stages.")) for k in unexpected)
+
+
+# Real-depth models where an untrained network used to overflow (ResNet-1202: NaN; DenseNets up
+# to 1e16; HyperNet 1e10), next to the tiny build of every model.
+DEEP = ["resnet1202_cifar", "densenet_bc100_k12_cifar", "hyper_wrn40_1_cifar", "resnet110_cifar"]
+
+
+@pytest.mark.parametrize(
+    ("name", "full"),
+    [(n, False) for n in CLASSIFIERS] + [pytest.param(n, True, id=f"{n}-full") for n in DEEP],
+)
+def test_untrained_eval_outputs_are_finite_and_bounded(name, full):
+    """Fresh running statistics make BatchNorm the identity in eval mode, so the init alone sets
+    the output scale. With a variance-preserving init the logits of an N(0, 1) input stay O(1-100)
+    (measured: at most ~100, for HyperNet-40-1); 1e3 leaves a 10x margin and still catches any
+    init whose scale compounds over depth (those gave 1e5 to inf)."""
+    model = convzoo.create_model(name) if full else tiny_model(name)[0]
+    model.eval()
+    info = convzoo.model_info(name)
+    size = info.input_size if full else get_entry(name).tiny.input_size
+    with torch.no_grad():
+        out = model(torch.randn(2, info.in_channels, size, size))
+    assert torch.isfinite(out).all(), f"{name}: non-finite output at init"
+    assert out.abs().max().item() < 1e3, f"{name}: max |logit| {out.abs().max().item():.3g}"

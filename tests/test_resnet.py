@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import convzoo
+from conftest import tiny_input, tiny_model
 from convzoo.bench.counts import count_params, model_counts
 from convzoo.layers.drop import drop_path_rates
 from convzoo.models.resnet import PadShortcut, ResNetConfig, residual_blocks
@@ -116,7 +117,10 @@ SD_TINY = {"layers": (3, 3, 3), "widths": (4, 8, 16), "stem_width": 4}
 
 
 def _sd_model(mode: str = "batch", rate: float = 0.5, name: str = "resnet110_cifar"):
-    return convzoo.create_model(name, drop_path_rate=rate, drop_path_mode=mode, **SD_TINY)
+    # He et al.'s init: with the zero-initialized last BN every branch would output zeros.
+    return convzoo.create_model(
+        name, drop_path_rate=rate, drop_path_mode=mode, zero_init_last=False, **SD_TINY
+    )
 
 
 def _count_branch_calls(blocks):
@@ -190,14 +194,13 @@ def test_survival_frequencies_follow_the_schedule():
 @pytest.mark.parametrize("mode", ["batch", "sample"])
 @pytest.mark.parametrize("name", ["resnet110_cifar", "resnet50", "resnext29_8x64d_cifar"])
 def test_eval_equals_the_deterministic_network(name, mode):
-    overrides = dict(convzoo.registry.get_entry(name).tiny.overrides)
-    size = convzoo.registry.get_entry(name).tiny.input_size
-    sd = convzoo.create_model(name, drop_path_rate=0.5, drop_path_mode=mode, **overrides)
-    plain = convzoo.create_model(name, **overrides)
+    # He et al.'s init: with the zero-initialized last BN every branch would output zeros.
+    sd = tiny_model(name, drop_path_rate=0.5, drop_path_mode=mode, zero_init_last=False)
+    plain = tiny_model(name)
     plain.load_state_dict(sd.state_dict())
     sd.eval()
     plain.eval()
-    x = torch.randn(3, 3, size, size)
+    x = tiny_input(name, batch=3)
     with torch.no_grad():
         torch.testing.assert_close(sd(x), plain(x), rtol=0, atol=0)
     # In training the stochastic network differs (otherwise nothing was dropped).

@@ -14,7 +14,11 @@ from convzoo.train.config import TrainConfig, list_recipes, load_recipe, make_co
 from convzoo.train.engine import TrainingDiverged, build_model, train
 from convzoo.train.optim import ModelEma, build_optimizer, lr_factor
 
-TINY_NIN = {"blocks": ((3, 16, 16, 16), (3, 16, 16, 16), (3, 16, 16, 0)), "batch_norm": True}
+TINY_NIN = {
+    "blocks": ((3, 16, 16, 16), (3, 16, 16, 16), (3, 16, 16, 0)),
+    "batch_norm": True,
+    "block_dropout": 0.0,
+}
 
 
 def tiny(tmp_path, **kw):

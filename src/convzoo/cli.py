@@ -27,12 +27,17 @@ def _fmt_m(value: float | None, scale: float, digits: int = 2) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     names = list_models(args.pattern)
+    if args.pretrained:
+        from convzoo.pretrained import describe_pretrained
+
+        names = [n for n in names if describe_pretrained(n)]
     if not names:
         print(f"no model matches {args.pattern!r}", file=sys.stderr)
         return 1
     for name in names:
         info = model_info(name)
-        print(f"{name:36s} {info.family:14s} {info.dataset:9s} {info.input_size:4d}px")
+        line = f"{name:36s} {info.family:14s} {info.dataset:9s} {info.input_size:4d}px"
+        print(f"{line}  {describe_pretrained(name)}" if args.pretrained else line)
     return 0
 
 
@@ -81,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add_command(sub, "list", cmd_list, help="list registered models (fnmatch pattern)")
     p.add_argument("pattern", nargs="?", default="*")
+    p.add_argument("--pretrained", action="store_true", help="only models with published weights")
 
     p = add_command(sub, "info", cmd_info, help="params, MACs and paper numbers of one model")
     p.add_argument("name")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import fnmatch
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -191,6 +192,7 @@ def create_model(
     in_channels: int = 3,
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
+    pretrained: bool | str | os.PathLike[str] = False,
     *,
     features_only: bool = False,
     out_indices: int | Sequence[int] | None = None,
@@ -201,19 +203,30 @@ def create_model(
     ``features_only=True`` gives a backbone: ``forward`` returns the feature maps of the stages in
     ``out_indices`` (all by default; an int n means the last n) and ``model.feature_info`` gives
     their channels and reductions. Unknown ``name``: ``ValueError`` naming the closest registered
-    names. Unknown override: ``TypeError`` listing the config's valid fields.
+    names. Unknown override: ``TypeError`` listing the config's valid fields. ``pretrained``:
+    ``True``, ``"torchvision"``, ``"timm"`` or a checkpoint path loads weights
+    (``convzoo.pretrained.load_pretrained``).
     """
     if out_indices is not None and not features_only:
         raise ValueError("out_indices only applies with features_only=True")
-    cfg = resolve_config(
-        name,
-        num_classes=num_classes,
-        in_channels=in_channels,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-        **config_overrides,
-    )
-    model = get_entry(name).builder(cfg)
+    if pretrained is not False:
+        from convzoo.pretrained import load_pretrained
+
+        standard = {"num_classes": num_classes, "drop_rate": drop_rate}
+        standard |= {"drop_path_rate": drop_path_rate}
+        standard |= {"in_channels": in_channels} if in_channels != 3 else {}
+        overrides = {k: v for k, v in standard.items() if v is not None}
+        model = load_pretrained(name, pretrained, **overrides, **config_overrides)
+    else:
+        cfg = resolve_config(
+            name,
+            num_classes=num_classes,
+            in_channels=in_channels,
+            drop_rate=drop_rate,
+            drop_path_rate=drop_path_rate,
+            **config_overrides,
+        )
+        model = get_entry(name).builder(cfg)
     model.model_name = name
     if features_only:
         model = model.as_features(out_indices)

@@ -1,4 +1,4 @@
-"""torchvision ConvNeXt -> convzoo ConvNeXt.
+"""torchvision and timm ConvNeXt -> convzoo ConvNeXt.
 
 torchvision keeps everything in one ``features`` Sequential: ``features.0`` is the stem,
 odd indices 1, 3, 5, 7 the stages' blocks, even indices 2, 4, 6 the downsampling layers that open
@@ -6,6 +6,9 @@ stages 1..3. A block's ``block`` Sequential is (dwconv, permute, LayerNorm, Line
 permute); its ``layer_scale`` has shape (C, 1, 1) where ours is (C,). The head is
 ``classifier`` = (LayerNorm2d, Flatten, Linear) after the pool; ours pools first and normalizes
 the pooled vector with ``nn.LayerNorm``, the same arithmetic.
+
+timm's layout is ours but for names: a block's ``conv_dw``, ``mlp.fc1``/``mlp.fc2`` and ``gamma``
+are our ``dwconv``, ``fc1``/``fc2`` and ``layer_scale``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import re
 from collections.abc import Mapping
 
 from torch import Tensor
+
+from convzoo.interop.core import rules
 
 _BLOCK_PARTS = {"0": "dwconv", "2": "norm", "3": "fc1", "5": "fc2"}
 
@@ -43,3 +48,12 @@ def convert_torchvision(state: Mapping[str, Tensor], name: str) -> dict[str, Ten
         new = _rename(key)
         out[new] = value.flatten() if new.endswith(".layer_scale") else value  # (C,1,1) -> (C,)
     return out
+
+
+convert_timm = rules(
+    [
+        (r"\.conv_dw\.", ".dwconv."),
+        (r"\.mlp\.(fc[12])\.", r".\1."),
+        (r"\.gamma$", ".layer_scale"),
+    ]
+)

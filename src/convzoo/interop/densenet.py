@@ -14,7 +14,7 @@ _MAX_LAYERS = 128
 TORCHVISION_RULES: list[tuple[str, str]] = [
     (r"^features\.conv0\.", "stem.conv."),
     (r"^features\.norm0\.", "stem.norm."),
-    (r"^features\.norm5\.", "final_norm."),
+    (r"^features\.norm5\.", "neck.norm."),
     (r"^classifier\.", "head.fc."),
     *[(rf"^features\.denseblock{b}\.", f"stages.{b - 1}.block.") for b in range(1, 10)],
     *[(rf"^features\.transition{b}\.", f"stages.{b}.transition.") for b in range(1, 10)],

@@ -3,7 +3,7 @@
 torchvision nests blocks as ``features.<stage + 1>.<block>.block.<part>``; parts are numbered by
 position (expansion conv only where the expansion ratio is not 1), so part names come from our
 blocks, built on the meta device. torchvision's B0-B4 use BatchNorm eps 1e-5 where ours (and the
-reference) use 1e-3: convert those with ``norm_layer=nn.BatchNorm2d`` (see the model docstring).
+reference) use 1e-3; the conversion reads the eps off the source (``core.shared_overrides``).
 """
 
 from __future__ import annotations

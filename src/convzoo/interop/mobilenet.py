@@ -1,4 +1,4 @@
-"""Weight conversion for the MobileNet family (v1 from timm; v2, v3 from torchvision).
+"""torchvision MobileNet v2 / v3 -> convzoo (timm's MobileNets: ``convzoo.interop.timm_mbconv``).
 
 torchvision numbers its blocks ``features.1 .. features.N`` in one flat list and numbers the
 parts inside a block by position, which depends on whether the block has an expansion conv or SE.
@@ -14,7 +14,6 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from convzoo.interop.core import rename_keys
 from convzoo.registry import create_model
 
 
@@ -105,21 +104,3 @@ def convert_torchvision(state: Mapping[str, Tensor], name: str) -> dict[str, Ten
             },
         )
     raise ValueError(f"{name}: torchvision has no such MobileNet")
-
-
-# timm ``mobilenetv1_100``: the same stage/block nesting as ours, only the names differ.
-TIMM_RULES: tuple[tuple[str, str], ...] = (
-    (r"^conv_stem\.", "stem.0."),
-    (r"^bn1\.", "stem.1."),
-    (r"^blocks\.(\d+)\.(\d+)\.conv_dw\.", r"stages.\1.\2.conv_dw.0."),
-    (r"^blocks\.(\d+)\.(\d+)\.bn1\.", r"stages.\1.\2.conv_dw.1."),
-    (r"^blocks\.(\d+)\.(\d+)\.conv_pw\.", r"stages.\1.\2.conv_pw.0."),
-    (r"^blocks\.(\d+)\.(\d+)\.bn2\.", r"stages.\1.\2.conv_pw.1."),
-    (r"^classifier\.", "head.fc."),
-)
-
-
-def convert_timm(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
-    if not name.startswith("mobilenet_v1"):
-        raise ValueError(f"{name}: only MobileNet v1 converts from timm (timm mobilenetv1_*)")
-    return rename_keys(state, TIMM_RULES)

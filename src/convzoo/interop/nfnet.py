@@ -14,19 +14,22 @@ timm builds NF nets in two parametrizations, told apart by the state dict:
   the classifier sees ``gamma`` times larger features, so its weight is divided by gamma; each
   block gets ``skip_gain = 1``. The result computes the same function.
 
-timm's ``nf_resnet50`` also has a different shortcut and padding from the paper's; convert it with
-``from_timm("nf_resnet50", m, shortcut_pool=True, same_padding=False)``.
+The architecture choices outside the state dict are read off the timm module (``source_config``):
+the nonlinearity, TF SAME padding (timm's ``*Same`` convs), the transition shortcut (an average
+pool before the 1x1 conv, as in timm's ``nf_resnet50``, or a strided 1x1 conv) and the weight
+standardization eps.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
-from convzoo.interop.core import rename_keys
+from convzoo.interop.core import main_activation, rename_keys
 from convzoo.models.nfnet import GAMMA
 from convzoo.registry import get_entry
 
@@ -50,4 +53,28 @@ def convert_timm(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
     blocks = {m.group(1) for k in out if (m := re.match(r"^(stages\.\d+\.\d+)\.conv1\.weight$", k))}
     for block in sorted(blocks):
         out[f"{block}.skip_gain"] = torch.ones((), dtype=out[f"{block}.conv1.weight"].dtype)
+    return out
+
+
+_ACTIVATION_NAMES: dict[type[nn.Module], str] = {nn.ReLU: "relu", nn.GELU: "gelu", nn.SiLU: "silu"}
+
+
+def source_config(source: nn.Module, name: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    # timm's GammaAct keeps the nonlinearity as a function; plain modules otherwise.
+    fns = {m.act_fn.__name__ for m in source.modules() if type(m).__name__ == "GammaAct"}
+    act = main_activation(source)
+    activation = fns.pop() if len(fns) == 1 else _ACTIVATION_NAMES.get(act) if act else None
+    if activation in GAMMA:
+        out["activation"] = activation
+    convs = [m for m in source.modules() if isinstance(m, nn.Conv2d) and hasattr(m, "eps")]
+    out["same_padding"] = any(type(m).__name__.endswith("Same") for m in convs)
+    eps = {float(m.eps) for m in convs}
+    if len(eps) == 1:
+        out["ws_eps"] = eps.pop()
+    shortcuts = [m for m in source.modules() if type(m).__name__ == "DownsampleAvg"]
+    if any(not isinstance(m.pool, nn.Identity) for m in shortcuts):
+        out["shortcut_pool"] = True
+    elif any(m.conv.stride != (1, 1) for m in shortcuts):
+        out["shortcut_pool"] = False
     return out

@@ -8,6 +8,7 @@ into ``stem`` / ``stages``; ``fc`` becomes ``head.fc``.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from torch import Tensor
 
@@ -33,5 +34,5 @@ def _rename(key: str) -> str:
     raise ValueError(f"unexpected torchvision ShuffleNetV2 key {key!r}")
 
 
-def convert_torchvision(state: dict[str, Tensor], name: str) -> dict[str, Tensor]:
+def convert_torchvision(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
     return {_rename(k): v for k, v in state.items()}

@@ -9,6 +9,7 @@ a ``ConvNormAct`` whose conv sits at index 0. The index map is derived from the 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 from torch import Tensor
 
@@ -27,7 +28,7 @@ def _feature_paths(name: str) -> list[str]:
     return paths
 
 
-def convert_torchvision(state: dict[str, Tensor], name: str) -> dict[str, Tensor]:
+def convert_torchvision(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
     if get_entry(name).config.bypass != "none":
         raise ValueError(f"{name}: torchvision has no SqueezeNet with bypass connections")
     paths = _feature_paths(name)

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 
-def init_weights(model: nn.Module) -> None:
-    """He et al.'s initialization (arXiv 1502.01852): convs normal with std sqrt(2 / fan_out),
-    norm layers scale 1 and shift 0. Linear layers keep PyTorch's default (as torchvision's ResNet
-    and DenseNet, whose init this is)."""
+def init_weights(model: nn.Module, mode: Literal["fan_out", "fan_in"] = "fan_out") -> None:
+    """He et al.'s initialization (arXiv 1502.01852): convs normal with std sqrt(2 / fan), norm
+    layers scale 1 and shift 0; linear layers keep PyTorch's default.
+
+    ``fan_out`` (fb.resnet.torch's and torchvision's ResNet) preserves the gradient's scale through
+    the backward pass; ``fan_in`` (torchvision's DenseNet) preserves the activations' scale through
+    the forward pass, which a net without normalization at init (eval mode, fresh statistics)
+    needs where a conv reads many more channels than it writes (DenseNet's 1x1 bottlenecks).
+    """
     for m in model.modules():
         if any(p.is_meta for p in m.parameters(recurse=False)):
             continue  # shape-only builds (counting): random init is meaningless and slow there
         if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.kaiming_normal_(m.weight, mode=mode, nonlinearity="relu")
         elif isinstance(m, _BatchNorm | nn.GroupNorm) and m.affine:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)

@@ -171,6 +171,14 @@ class ZooModel(nn.Module):
             for k, v in itertools.chain(self.named_parameters(), self.named_buffers())
         }
         saved = self.out_indices, self.training
+        # functional_call restores a module shared under several names (HyperNet's generator)
+        # once per name and can leave it on meta; every name is put back here.
+        originals = dict(
+            itertools.chain(
+                self.named_parameters(remove_duplicate=False),
+                self.named_buffers(remove_duplicate=False),
+            )
+        )
         self.out_indices = None
         try:
             self.eval()
@@ -178,6 +186,11 @@ class ZooModel(nn.Module):
         finally:
             self.out_indices = saved[0]
             self.train(saved[1])
+            for name, tensor in originals.items():
+                prefix, _, attr = name.rpartition(".")
+                owner = self.get_submodule(prefix)
+                store = owner._parameters if attr in owner._parameters else owner._buffers
+                store[attr] = tensor
         info = FeatureInfo()
         for i, f in enumerate(feats):
             reduction = 2 ** round(math.log2(size / f.shape[-1]))

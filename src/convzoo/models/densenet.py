@@ -17,9 +17,12 @@ backward pass (``torch.utils.checkpoint``) instead of storing it: the memory of 
 linearly, not quadratically, with its depth (Pleiss et al. 2017, arXiv 1707.06990). Outputs,
 gradients and BN running statistics are identical to the default path.
 
-Deviations: ``drop_rate`` (dropout after every conv of a layer and of a transition, the paper's
+Deviations: ``block_dropout`` (dropout after every conv of a layer and of a transition, the paper's
 setting for CIFAR without augmentation, section 4.2) is 0 by default; torchvision applies dropout
-after the 3x3 conv only, so trained-with-dropout behaviour differs, eval is the same.
+(its ``drop_rate``) after the 3x3 conv only, so trained-with-dropout behaviour differs, eval is the
+same. Convs are initialized as torchvision's DenseNet does (He normal over fan_in); the authors'
+Torch code uses fb.resnet.torch's fan_out, which leaves an untrained net in eval mode with outputs
+of 1e5 and more (see ``init_weights``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ from torch.utils.checkpoint import checkpoint
 
 from convzoo.layers.conv import ActLayer, NormLayer
 from convzoo.layers.head import ClassifierHead
+from convzoo.layers.helpers import check_probability
 from convzoo.layers.init import init_weights
+from convzoo.layers.preact import NormAct
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -50,7 +55,8 @@ class DenseNetConfig:
     bn_size: int = 4  # bottleneck width in multiples of k
     compression: float = 0.5  # theta: transitions keep floor(theta * m) channels
     stem: str = "imagenet"  # "imagenet": 7x7/2 conv-BN-ReLU + 3x3/2 max pool; "cifar": 3x3 conv
-    drop_rate: float = 0.0
+    block_dropout: float = 0.0  # after every conv of a layer and of a transition (section 4.2)
+    drop_rate: float = 0.0  # before the classifier (not in the paper)
     memory_efficient: bool = False
     norm_layer: NormLayer = nn.BatchNorm2d
     act_layer: ActLayer = nn.ReLU
@@ -64,8 +70,7 @@ class DenseNetConfig:
             raise ValueError(f"compression must be in (0, 1], got {self.compression}")
         if not self.block_config or min(self.block_config) < 1:
             raise ValueError(f"every dense block needs a layer, got {self.block_config}")
-        if not 0.0 <= self.drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {self.drop_rate}")
+        check_probability("block_dropout", self.block_dropout)
 
 
 class DenseLayer(nn.Module):
@@ -79,13 +84,13 @@ class DenseLayer(nn.Module):
         self.act1 = cfg.act_layer()
         kernel = 1 if cfg.bottleneck else 3
         self.conv1 = nn.Conv2d(in_channels, first_out, kernel, padding=kernel // 2, bias=False)
-        self.drop1 = nn.Dropout(cfg.drop_rate)
+        self.drop1 = nn.Dropout(cfg.block_dropout)
         self.bottleneck = cfg.bottleneck
         if cfg.bottleneck:
             self.norm2 = cfg.norm_layer(first_out)
             self.act2 = cfg.act_layer()
             self.conv2 = nn.Conv2d(first_out, k, 3, padding=1, bias=False)
-            self.drop2 = nn.Dropout(cfg.drop_rate)
+            self.drop2 = nn.Dropout(cfg.block_dropout)
         self.memory_efficient = cfg.memory_efficient
 
     def _first(self, *features: Tensor) -> Tensor:
@@ -144,14 +149,15 @@ def transition(in_channels: int, out_channels: int, cfg: DenseNetConfig) -> nn.S
             norm=cfg.norm_layer(in_channels),
             act=cfg.act_layer(),
             conv=nn.Conv2d(in_channels, out_channels, 1, bias=False),
-            drop=nn.Dropout(cfg.drop_rate),
+            drop=nn.Dropout(cfg.block_dropout),
             pool=nn.AvgPool2d(2, stride=2),
         )
     )
 
 
 class DenseNet(ZooModel):
-    """stem -> stages (stage i > 0 opens with a transition, then a dense block) -> BN-ReLU -> head."""
+    """stem -> stages (stage i > 0 opens with a transition, then a dense block) -> BN-ReLU (neck)
+    -> head."""
 
     def __init__(self, cfg: DenseNetConfig) -> None:
         imagenet = cfg.stem == "imagenet"
@@ -192,14 +198,11 @@ class DenseNet(ZooModel):
                 )
             )
         self.stages = nn.Sequential(*stages)
-        self.final_norm = cfg.norm_layer(channels)
-        self.final_act = cfg.act_layer()
-        self.head = ClassifierHead(channels, cfg.num_classes)
-        init_weights(self)
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return self.final_act(self.final_norm(self.stages(self.stem(x))))
+        self.neck = NormAct(channels, cfg.norm_layer, cfg.act_layer)
+        self.head = ClassifierHead(channels, cfg.num_classes, drop_rate=cfg.drop_rate)
+        # torchvision's init (fan_in): a 1x1 bottleneck reads up to ~2000 channels and writes 128,
+        # so fan_out would grow the untrained eval activations by that ratio at every layer.
+        init_weights(self, mode="fan_in")
 
 
 def _cifar(depth: int, k: int, bc: bool) -> DenseNetConfig:
@@ -238,7 +241,7 @@ for _name, (_cfg, _pm, _err, _params) in _CIFAR_DENSENETS.items():
             params=_params,
             paper_params_m=_pm,
             paper_accuracy=round(100 - _err, 2),
-            notes="Paper accuracy is C10+ (standard augmentation); drop_rate=0.2 is the paper's "
+            notes="Paper accuracy is C10+ (standard augmentation); block_dropout=0.2 is the paper's "
             "setting without augmentation.",
         ),
         tiny=Tiny(

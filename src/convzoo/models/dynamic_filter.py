@@ -29,9 +29,9 @@ The paper's video model (Section 4.2) is ``dfn_video_moving_digits``, built as t
 release (dbbert/dfn ``models/model_bouncingMnistOriginal.py``, with the settings of
 ``experiment_bouncingMnistOriginal.py``): a recurrent convolutional encoder-decoder that reads one
 frame per step. Encoder: 3x3 convs to 32, 32 (stride 2), 64, 64, 128; the recurrence adds two 3x3
-convs (128) of the previous hidden state to the encoding, and the sum is the new hidden state (no
-LSTM gates in the release, though the paper's text speaks of a recurrent generator in the spirit
-of conv-LSTMs); decoder: 3x3 convs to 64, 64, nearest 2x upsampling, 64, 64, a 1x1 conv to 128
+convs (128) of the previous hidden state to the encoding, and the sum is the new hidden state
+(a plain convolutional recurrence: the release has no LSTM gates, and we follow the release
+rather than a convolutional-LSTM reading of the paper); decoder: 3x3 convs to 64, 64, nearest 2x upsampling, 64, 64, a 1x1 conv to 128
 and the 1x1 filter-generating layer to 9x9 = 81 taps, softmax over the taps; every conv but the
 last has a leaky ReLU (slope 0.01, Lasagne's), weights He-uniform (Lasagne's ``HeUniform()``,
 bound sqrt(3 / fan_in)), biases zero. The per-pixel filters are applied to the most recent frame

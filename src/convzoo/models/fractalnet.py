@@ -11,7 +11,7 @@ second unit of the deepest column and averages every column that ends there. ``c
 conv3x3 -> BatchNorm -> ReLU (no bias). B blocks, 2x2 max pooling after each; the paper moves
 each block's pooling before its last join, i.e. every column is pooled, then averaged (as here). CIFAR configs of
 Section 4.1: B=5, channels 64-128-256-512-512, C=3 (20 layers) or C=4 (40). Dropout per block
-(0, 10, 20, 30, 40 %) is the option ``block_drop_rates=FRACTAL_DROPOUT``; the paper does not
+(0, 10, 20, 30, 40 %) is the option ``block_dropout=FRACTAL_DROPOUT``; the paper does not
 place it inside the unit, we put it between conv and BatchNorm as the released FoF.prototxt does.
 
 Drop-path (Section 3.1), on when ``drop_path_rate > 0`` (off by default):
@@ -60,7 +60,7 @@ prototxt has local drop-path only). Eval always runs the full network.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -112,8 +112,9 @@ def _sample_kept(columns: list[int], p: float) -> list[int]:
 class FractalBlock(nn.Module):
     """One block of ``num_columns`` columns over ``make_unit(column, index)`` modules.
 
-    ``pool`` (optional) is applied to every column before the last join. ``last_kept`` holds,
-    after each forward pass, the kept columns of every join position that was evaluated.
+    ``pool`` (optional) is applied to every column before the last join. ``plan`` (set by the
+    model before each forward pass) says which join inputs are kept; ``last_kept`` holds, after
+    each forward pass, the kept columns of every join position that was evaluated.
     """
 
     def __init__(
@@ -131,16 +132,15 @@ class FractalBlock(nn.Module):
             nn.ModuleList(make_unit(j, u) for u in range(2**j)) for j in range(num_columns)
         )
         self.pool = pool if pool is not None else nn.Identity()
+        self.plan = FULL
         self.last_kept: dict[int, list[int]] = {}
 
     def _span(self, column: int) -> int:
         # Deepest-column units covered by one unit of ``column``.
         return self.depth >> column
 
-    def forward(
-        self, x: Tensor, plan: DropPlan = FULL, unit_plan: DropPlan | None = None
-    ) -> Tensor:
-        """``unit_plan``, when given, is passed to every unit (FoF: units are FractalBlocks)."""
+    def forward(self, x: Tensor) -> Tensor:
+        plan = self.plan
         cache: dict[int, Tensor] = {0: x}
         kept_log: dict[int, list[int]] = {}
 
@@ -164,7 +164,7 @@ class FractalBlock(nn.Module):
                 span = self._span(j)
                 unit = self.columns[j][pos // span - 1]
                 inp = value(pos - span)
-                out = unit(inp) if unit_plan is None else unit(inp, unit_plan)
+                out = unit(inp)
                 outs.append(self.pool(out) if pos == self.depth else out)
             out = outs[0] if len(outs) == 1 else sum(outs[1:], outs[0]) / len(outs)
             cache[pos] = out
@@ -198,11 +198,33 @@ def _sample_plan(training: bool, p: float, global_ratio: float, num_columns: int
     return DropPlan(local=True, p=p)
 
 
+class _Fractal(ZooModel):
+    """Drop-path draws one plan per forward pass, shared by every join (Section 3.1: never mixed
+    within a batch); the stages then run as in every model."""
+
+    def draw_plan(self) -> None:
+        raise NotImplementedError
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        self.draw_plan()
+        return super().forward_features(x)
+
+    def forward_intermediates(
+        self,
+        x: Tensor,
+        indices: int | Sequence[int] | None = None,
+        intermediates_only: bool = False,
+    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        self.draw_plan()
+        return super().forward_intermediates(x, indices, intermediates_only)
+
+
 @dataclass(frozen=True)
 class FractalNetConfig:
     num_columns: int = 3  # C
     widths: tuple[int, ...] = (64, 128, 256, 512, 512)  # one per block; B = len(widths)
-    block_drop_rates: tuple[float, ...] | None = None  # dropout per block; FRACTAL_DROPOUT
+    block_dropout: tuple[float, ...] | None = None  # dropout per block; FRACTAL_DROPOUT
+    drop_rate: float = 0.0  # dropout before the classifier (not in the paper)
     drop_path_rate: float = 0.0  # local drop probability per join input (paper: 0.15); 0 = off
     global_ratio: float = 0.5  # share of mini-batches that use global sampling
     eval_column: int | None = None  # None: full network in eval; k: column k only
@@ -210,7 +232,7 @@ class FractalNetConfig:
     in_channels: int = 3
 
 
-class FractalNet(ZooModel):
+class FractalNet(_Fractal):
     def __init__(self, cfg: FractalNetConfig) -> None:
         super().__init__(
             in_channels=cfg.in_channels,
@@ -219,9 +241,9 @@ class FractalNet(ZooModel):
             min_input_size=2 ** len(cfg.widths),
         )
         _check_drop_path(cfg.drop_path_rate, cfg.global_ratio)
-        drops = cfg.block_drop_rates or (0.0,) * len(cfg.widths)
+        drops = cfg.block_dropout or (0.0,) * len(cfg.widths)
         if len(drops) != len(cfg.widths):
-            raise ValueError(f"block_drop_rates needs {len(cfg.widths)} values, got {len(drops)}")
+            raise ValueError(f"block_dropout needs {len(cfg.widths)} values, got {len(drops)}")
         self.num_columns = cfg.num_columns
         self.drop_path_rate = cfg.drop_path_rate
         self.global_ratio = cfg.global_ratio
@@ -238,7 +260,7 @@ class FractalNet(ZooModel):
             in_ch = width
         self.stem = nn.Identity()
         self.stages = nn.Sequential(*blocks)
-        self.head = ClassifierHead(in_ch, cfg.num_classes)
+        self.head = ClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
     @property
     def deepest_column(self) -> int:
@@ -250,17 +272,15 @@ class FractalNet(ZooModel):
             raise ValueError(f"eval column must be in [0, {self.num_columns}), got {column}")
         self.eval_column = column
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
+    def draw_plan(self) -> None:
+        """This forward pass's joins: sampled in training, ``eval_column`` (or all) in eval."""
         if self.training:
             plan = _sample_plan(True, self.drop_path_rate, self.global_ratio, self.num_columns)
         else:
             plan = DropPlan(column=self.eval_column)
         self.last_plan = plan
-        x = self.stem(x)
         for block in self.stages:
-            x = block(x, plan)
-        return x
+            block.plan = plan
 
 
 @dataclass(frozen=True)
@@ -270,11 +290,12 @@ class FoFConfig:
     widths: tuple[int, ...] = (64, 128, 256, 512)  # the deepest macro column's blocks
     drop_path_rate: float = 0.0  # local drop probability at every join (prototxt: 0.15)
     global_ratio: float = 0.5
+    drop_rate: float = 0.0  # dropout before the classifier
     num_classes: int = 10
     in_channels: int = 3
 
 
-class FoF(ZooModel):
+class FoF(_Fractal):
     def __init__(self, cfg: FoFConfig) -> None:
         depth = 2 ** (cfg.macro_columns - 1)
         if len(cfg.widths) != depth:
@@ -306,11 +327,14 @@ class FoF(ZooModel):
             return FractalBlock(cfg.inner_columns, unit, nn.MaxPool2d(2**span))
 
         self.stem = nn.Identity()
-        self.stages = FractalBlock(cfg.macro_columns, macro_unit)
-        self.head = ClassifierHead(cfg.widths[-1], cfg.num_classes)
+        # One stage: the macro columns join only at 8x8 and at the end, and the shallowest one
+        # spans the whole network, so the fractal of fractals cannot be cut into a sequence of
+        # per-resolution stages.
+        self.stages = nn.Sequential(FractalBlock(cfg.macro_columns, macro_unit))
+        self.head = ClassifierHead(cfg.widths[-1], cfg.num_classes, drop_rate=cfg.drop_rate)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
+    def draw_plan(self) -> None:
+        """One plan for the macro joins and one for the joins inside every macro unit."""
         p, ratio = self.drop_path_rate, self.global_ratio
         macro = _sample_plan(self.training, p, ratio, self.macro_columns)
         if macro.column is not None:  # global: one inner column too, the same in every block
@@ -318,7 +342,11 @@ class FoF(ZooModel):
         else:
             inner = macro
         self.last_plan = (macro, inner)
-        return self.stages(self.stem(x), macro, inner)
+        macro_block = self.stages[0]
+        macro_block.plan = macro
+        for column in macro_block.columns:
+            for block in column:
+                block.plan = inner
 
 
 _TINY_DROP = {"drop_path_rate": 0.0}
@@ -347,7 +375,7 @@ for _name, _columns, _paper_m, _acc, _table in (
                 "generator (gustavla/fractalnet generation/fractalnet.py: 33,714,314): the "
                 "paper's count is not reproducible, hence the 4.95M tolerance. Accuracy: "
                 "C10+ with drop-path and dropout (4.60% error). Train with "
-                "drop_path_rate=0.15, block_drop_rates=FRACTAL_DROPOUT."
+                "drop_path_rate=0.15, block_dropout=FRACTAL_DROPOUT."
                 if _columns == 3
                 else "Table 1's 40-layer net (22.9M) uses a channel layout the paper does not "
                 "give; this build keeps 64-128-256-512-512, so no paper count is compared."

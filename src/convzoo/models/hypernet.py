@@ -20,7 +20,9 @@ WRN-40-2 whose residual-block 3x3 convs are all generated; the stem conv (3 inpu
 ``hyper=False`` builds the same network with ordinary convs (WRN-40-2, 2.2M parameters).
 
 Deviations / notes: the paper gives no initialisation for the generator; we initialise W_out so
-the generated kernels start with He-normal scale. The CIFAR-10 table lists 0.097M parameters for Hyper
+that a block generated from an N(0, 1) embedding has the He-normal scale of a conv with
+``block_size`` input channels, and scale each layer's embeddings by sqrt(block_size / in_channels)
+so that its whole kernel has the He-normal scale of its own fan-in. The CIFAR-10 table lists 0.097M parameters for Hyper
 WRN 40-1 and 0.148M for Hyper WRN 40-2 (against 0.563M / 2.236M for the plain WRNs); our builds
 have 0.0978M and 0.1556M, and the plain WRNs 0.5639M and 2.2435M: the excess over the paper
 is the same with and without the hypernetwork (~0.8k and ~7.5k), so it lies in the ordinary
@@ -94,9 +96,10 @@ class HyperConv2d(nn.Module):
         self.stride = stride
         self.padding = generator.kernel_size // 2 if padding is None else padding
         self.generator = generator  # shared: the same module object in every layer
-        self.z = nn.Parameter(
-            torch.randn((out_channels // b) * (in_channels // b), generator.z_dim)
-        )
+        # The generator makes He-normal kernels for N_in = b input channels; the kernel is linear
+        # in z, so z's scale sqrt(b / in_channels) gives He-normal kernels for this layer's fan-in.
+        z = torch.randn((out_channels // b) * (in_channels // b), generator.z_dim)
+        self.z = nn.Parameter(z * math.sqrt(b / in_channels))
 
     def weight(self) -> Tensor:
         b, f = self.generator.block_size, self.generator.kernel_size

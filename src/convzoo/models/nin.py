@@ -39,7 +39,8 @@ class NiNConfig:
         (5, 192, 192, 192),
         (3, 192, 192, 0),
     )
-    drop_rate: float = 0.5
+    block_dropout: float = 0.5  # after the first two mlpconvs (section 4.2)
+    drop_rate: float = 0.0  # before the classifying 1x1 conv (not in the paper)
     batch_norm: bool = False
     num_classes: int = 10
     in_channels: int = 3
@@ -72,13 +73,13 @@ class NiN(ZooModel):
             stages.append(
                 nn.Sequential(
                     pools[min(i, 2)](3, stride=2, padding=1, ceil_mode=True),
-                    nn.Dropout(cfg.drop_rate),
+                    nn.Dropout(cfg.block_dropout),
                     *mlpconv(in_ch, k, tuple(widths)),
                 )
             )
             in_ch = widths[-1]
         self.stages = nn.Sequential(*stages)
-        self.head = ConvClassifierHead(in_ch, cfg.num_classes, drop_rate=0.0)
+        self.head = ConvClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
 register_model(

@@ -33,6 +33,7 @@ procedure and not modelled here.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from torch import nn
@@ -129,13 +130,16 @@ class PolyNet(ZooModel):
                 )
             )
 
+        # One stage per resolution: stages B and C open with the reduction that halves the size.
         stages: list[nn.Module] = [stage(cfg.stage_a, channels, cfg.block_a)]
-        stages.append(InceptionReduction(channels, cfg.reduction_a))
-        channels = stages[-1].out_channels
-        stages.append(stage(cfg.stage_b, channels, cfg.block_b))
-        stages.append(InceptionReduction(channels, cfg.reduction_b))
-        channels = stages[-1].out_channels
-        stages.append(stage(cfg.stage_c, channels, cfg.block_c))
+        for mods, reduction_branches, branches in (
+            (cfg.stage_b, cfg.reduction_a, cfg.block_b),
+            (cfg.stage_c, cfg.reduction_b, cfg.block_c),
+        ):
+            reduction = InceptionReduction(channels, reduction_branches)
+            channels = reduction.out_channels
+            blocks = stage(mods, channels, branches)
+            stages.append(nn.Sequential(OrderedDict(reduction=reduction, blocks=blocks)))
 
         def output_size(size: int) -> int:
             size = stem_size(size)
@@ -183,7 +187,9 @@ register_model(
             "stage_b": (("poly", 3),),
             "stage_c": (("poly", 3), ("way", 2)),
         },
-        input_size=75,
+        # 139 px: the smallest input whose valid-padded reductions stay within 1.5x of the nominal
+        # strides (75 px, the smallest accepted, leaves stage B 3 px wide, 1/25 of the input).
+        input_size=139,
     ),
 )
 

@@ -20,6 +20,10 @@ Deviations (all deliberate, all switchable or harmless at test time):
   put it on the first 1x1 conv (3.8 G in their Table 1): ``stride_in_1x1=True`` restores that.
 * Stochastic depth scales a kept branch by 1/(1-p) in training instead of scaling by the survival
   probability at test time: the same function up to that constant, and eval needs no rescaling.
+* Every residual branch's last BatchNorm starts with scale 0 (``zero_init_last``, timm's default,
+  Goyal et al. arXiv 1706.02677 section 5.1), so each block starts as the identity: with He et al.'s
+  scale 1 an untrained ResNet-1202 in eval mode overflows to NaN (ResNet-110: logits of 4e8).
+  ``zero_init_last=False`` gives He et al.'s (and torchvision's) init.
 * ResNeXt-29 uses projection (1x1 conv + BN) shortcuts where the shape changes (the paper does
   not say; with them our conv + fc weights give Table 7's 34.4M / 68.1M, and the paper's counts
   leave out BN). CIFAR ResNets use option A (no parameters), ImageNet ResNets option B.
@@ -33,9 +37,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
-from convzoo.layers.drop import DROP_PATH_MODES, DropPath, drop_path_rates
+from convzoo.layers.drop import DROP_PATH_MODES, DropPath, DropPathMode, drop_path_rates
 from convzoo.layers.head import ClassifierHead
-from convzoo.layers.init import init_weights
+from convzoo.layers.init import init_weights, zero_init_last_norms
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -64,7 +68,8 @@ class ResNetConfig:
     stride_in_1x1: bool = False  # He et al.'s original bottleneck (see module docstring)
     drop_rate: float = 0.0  # dropout before the classifier
     drop_path_rate: float = 0.0  # stochastic depth: drop probability p_L of the last block
-    drop_path_mode: str = "batch"  # "batch" (the paper's, skips compute) | "sample"
+    drop_path_mode: DropPathMode = "batch"  # "batch" (the paper's, skips compute) | "sample"
+    zero_init_last: bool = True  # each branch's last BN starts at scale 0 (timm's default)
     norm_layer: NormLayer = nn.BatchNorm2d
     act_layer: ActLayer = nn.ReLU
     num_classes: int = 1000
@@ -126,6 +131,11 @@ class ResidualBlock(nn.Module):
     def branch(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    @property
+    def last_norm(self) -> nn.Module:
+        """The norm layer that ends the branch."""
+        raise NotImplementedError
+
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x if self.downsample is None else self.downsample(x)
         # In "batch" mode a dropped branch is never called: that is stochastic depth's speed-up.
@@ -155,6 +165,10 @@ class BasicBlock(ResidualBlock):
     def branch(self, x: Tensor) -> Tensor:
         return self.conv2(self.conv1(x))
 
+    @property
+    def last_norm(self) -> nn.Module:
+        return self.conv2[1]
+
 
 class Bottleneck(ResidualBlock):
     expansion = 4
@@ -183,6 +197,10 @@ class Bottleneck(ResidualBlock):
 
     def branch(self, x: Tensor) -> Tensor:
         return self.conv3(self.conv2(self.conv1(x)))
+
+    @property
+    def last_norm(self) -> nn.Module:
+        return self.conv3[1]
 
 
 class ResNet(ZooModel):
@@ -222,6 +240,8 @@ class ResNet(ZooModel):
         self.stages = nn.Sequential(*stages)
         self.head = ClassifierHead(num_features, cfg.num_classes, drop_rate=cfg.drop_rate)
         init_weights(self)
+        if cfg.zero_init_last:
+            zero_init_last_norms(b.last_norm for b in residual_blocks(self))
 
 
 def residual_blocks(model: nn.Module) -> list[ResidualBlock]:

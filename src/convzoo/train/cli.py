@@ -19,6 +19,7 @@ from convzoo.cliutil import (
     given_fields,
     parse_device,
     parse_model_args,
+    resolve_device,
 )
 from convzoo.train.config import TrainConfig, list_recipes, load_recipe
 
@@ -89,8 +90,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     from convzoo.train.inference import predict_images
 
-    results = predict_images(args.images, args.checkpoint, top_k=args.top_k, weights=args.weights,
-                             device=args.device)  # fmt: skip
+    if args.pretrained is not None:
+        from convzoo.pretrained import parse_pretrained, predict
+        from convzoo.registry import create_model
+
+        if args.model is None or args.checkpoint is not None:
+            raise UsageError("--pretrained takes --model NAME and no --checkpoint")
+        model = create_model(args.model, pretrained=parse_pretrained(args.pretrained))
+        results = predict(model.to(resolve_device(args.device)), args.images, args.top_k)
+    elif args.checkpoint is None:
+        raise UsageError("predict needs --checkpoint PATH, or --model NAME --pretrained [SOURCE]")
+    else:
+        results = predict_images(args.images, args.checkpoint, top_k=args.top_k,
+                                 weights=args.weights, device=args.device)  # fmt: skip
     for path, top in zip(args.images, results):
         print(path)
         for name, prob in top:
@@ -128,7 +140,11 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(sub, "predict", cmd_predict,
                     help="top-k classes with probabilities for image files")  # fmt: skip
     p.add_argument("images", nargs="+")
-    p.add_argument("--checkpoint", required=True)
+    p.add_argument("--checkpoint", default=None, help="a convzoo train checkpoint")
+    p.add_argument("--model", default=None, help="registered model name (with --pretrained)")
+    p.add_argument("--pretrained", nargs="?", const="auto", default=None,
+                   help="published weights: auto (torchvision, else timm), torchvision, timm, "
+                        "or a checkpoint path; preprocessing and class names come with them")  # fmt: skip
     p.add_argument("--top-k", type=checked(int, low=1), default=5)
     p.add_argument("--weights", choices=("auto", "model", "ema"), default="auto")
     p.add_argument("--device", type=parse_device, default="auto")
