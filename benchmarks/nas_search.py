@@ -28,10 +28,10 @@ from convzoo.train.engine import train
 
 
 def baselines(supernet: FBNetSupernet) -> dict[str, tuple]:
-    macro = [(c, n, s) for c, n, s in supernet.cfg.macro]
-    mbv2 = [["k3_e6"] * n for _, n, _ in macro]
-    fbc = [[b.candidate for b in stage][:n] for stage, (_, n, _) in zip(FBNET_C, macro)]
-    widths = [(supernet.cfg.width(c), n, s) for c, n, s in macro]
+    macro = supernet.cfg.macro
+    mbv2 = [["k3_e6"] * m.layers for m in macro]
+    fbc = [[b.candidate for b in stage][: m.layers] for stage, m in zip(FBNET_C, macro)]
+    widths = [replace(m, out_channels=supernet.cfg.width(m.out_channels)) for m in macro]
     return {
         "mobilenet_v2_style": macro_spec(mbv2, widths),
         "fbnet_c_style": macro_spec(fbc, widths),

@@ -7,20 +7,9 @@ import torch
 from torch import nn
 
 import convzoo
+from conftest import randomize_bn
 from convzoo.bench.fold import find_conv_bn_pairs, fold_batchnorm
 from convzoo.registry import get_entry
-
-
-def randomize_bn(model: nn.Module) -> nn.Module:
-    # Fresh BatchNorms are identities in eval; random statistics make folding mistakes visible.
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-1, 1)
-            m.running_var.uniform_(0.5, 2)
-            if m.affine:
-                m.weight.data.uniform_(0.5, 1.5)
-                m.bias.data.uniform_(-1, 1)
-    return model.eval()
 
 
 class Blocks(nn.Module):
@@ -49,7 +38,7 @@ class Blocks(nn.Module):
 
 
 def test_folds_exactly_the_foldable_pairs_and_keeps_outputs():
-    model = randomize_bn(Blocks())
+    model = randomize_bn(Blocks()).eval()
     x = torch.randn(2, 3, 10, 10)
     assert find_conv_bn_pairs(model, x) == [("conv1", "bn1"), ("seq.0", "seq.1")]
     folded = fold_batchnorm(model, x)
@@ -63,7 +52,7 @@ def test_folds_exactly_the_foldable_pairs_and_keeps_outputs():
 
 
 def test_registered_model_with_batchnorm():
-    model = randomize_bn(convzoo.create_model("nin_cifar", batch_norm=True))
+    model = randomize_bn(convzoo.create_model("nin_cifar", batch_norm=True)).eval()
     folded = fold_batchnorm(model)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     x = torch.randn(2, 3, 32, 32)
@@ -75,7 +64,7 @@ def test_registered_model_with_batchnorm():
 @pytest.mark.parametrize("name", convzoo.list_models())
 def test_fold_every_registered_model(name):
     entry = get_entry(name)
-    model = randomize_bn(convzoo.create_model(name, **entry.tiny.overrides))
+    model = randomize_bn(convzoo.create_model(name, **entry.tiny.overrides)).eval()
     size = entry.tiny.input_size
     x = torch.randn(2, entry.info.in_channels, size, size)
     folded = fold_batchnorm(model, x)

@@ -32,7 +32,7 @@ def test_macs_column_and_diff():
     assert (
         format_compare(
             [{**row, "paper_macs_g": 0.2, "macs_diff_g": 0.0464, "macs_diff_pct": 23.2}]
-        )[0][7]
+        )[0][COMPARE_HEADER.index("diff G (%)")]
         == "+0.046 (+23.2%)"
     )
 

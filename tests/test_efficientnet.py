@@ -40,9 +40,19 @@ def test_compound_scale_is_equation_3():
 
 
 def _widths_and_repeats(model: EfficientNet) -> tuple[list[int], list[int]]:
+    rows = [row for stage in model.stages for row in stage]  # Table 1's stages 2-8
     widths = [model.stem[0].out_channels]
-    widths += [stage[-1].out_channels for stage in model.stages] + [model.num_features]
-    return widths, [len(stage) for stage in model.stages]
+    widths += [row[-1].out_channels for row in rows] + [model.num_features]
+    return widths, [len(row) for row in rows]
+
+
+def test_table1_rows_are_grouped_by_resolution():
+    with torch.device("meta"):
+        model = convzoo.create_model("efficientnet_b0")
+    # Stages 2 | 3 | 4 | 5-6 | 7-8 of Table 1 run at 1/2, 1/4, 1/8, 1/16 and 1/32 of the input.
+    assert [len(stage) for stage in model.stages] == [1, 1, 1, 2, 2]
+    assert model.feature_info.reduction() == [2, 4, 8, 16, 32]
+    assert model.neck[0].out_channels == 1280
 
 
 def test_compound_config_rounds_channels_and_repeats_like_the_paper():

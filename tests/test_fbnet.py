@@ -72,11 +72,11 @@ def test_candidates_round_trip_through_block_spec():
 
 def test_searched_architectures_follow_table1():
     for spec in (FBNET_A, FBNET_B, FBNET_C):
-        assert [len(stage) for stage in spec] == [n for _, n, _ in MACRO]
+        assert [len(stage) for stage in spec] == [m.layers for m in MACRO]
         assert sum(len(stage) for stage in spec) == 22
-        for stage, (channels, _, stride) in zip(spec, MACRO):
-            assert all(b.out_channels == channels for b in stage)
-            assert [b.stride for b in stage] == [stride] + [1] * (len(stage) - 1)
+        for stage, m in zip(spec, MACRO):
+            assert all(b.out_channels == m.out_channels for b in stage)
+            assert [b.stride for b in stage] == [m.stride] + [1] * (len(stage) - 1)
     assert [b.candidate for b in FBNET_C[1]] == ["k3_e6", "skip", "k3_e1", "k3_e1"]
     with pytest.raises(ValueError, match="candidates per stage"):
         macro_spec([["k3_e1"]])
@@ -88,7 +88,7 @@ def test_group2_blocks_shuffle_and_skip_is_identity():
     assert len(g2) == 3  # FBNet-A's three k*_e1_g2 layers
     for block in g2:
         assert block.conv_pw[0].groups == 2 and block.conv_pwl[0].groups == 2
-    assert isinstance(model.stages[0][0], nn.Identity)  # FBNet-A's first searched layer: skip
+    assert isinstance(model.stages[0][0][0], nn.Identity)  # FBNet-A's first searched layer: skip
     # The shuffle interleaves the two groups: channel k * n + i goes to i * g + k.
     x = torch.arange(8.0).reshape(1, 8, 1, 1)
     assert g2[0].shuffle(x).flatten().tolist() == [0, 4, 1, 5, 2, 6, 3, 7]
@@ -96,7 +96,7 @@ def test_group2_blocks_shuffle_and_skip_is_identity():
 
 def test_expansion_one_blocks_keep_their_first_conv():
     model = convzoo.create_model("fbnet_c")
-    first = model.stages[0][0]
+    first = model.stages[0][0][0]
     assert first.conv_pw is not None and first.conv_pw[0].out_channels == 16
 
 
@@ -106,7 +106,7 @@ def test_any_spec_builds_through_create_model():
     )
     model = convzoo.create_model("fbnet_c", spec=spec_from_json(spec_to_json(spec))).eval()
     # The stride-2 "skip" that widens 16 -> 24 becomes a 1x1 conv; the others are identities.
-    assert not isinstance(model.stages[1][0], nn.Identity)
+    assert not isinstance(model.stages[1][0][0], nn.Identity)
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
 

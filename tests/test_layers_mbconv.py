@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
 
-from convzoo.layers.mbconv import TF_BATCHNORM, DepthwiseSeparable, InvertedResidual
+from convzoo.layers.mbconv import (
+    TF_BATCHNORM,
+    DepthwiseSeparable,
+    InvertedResidual,
+    PlannedBlock,
+    repeated,
+    resolution_stages,
+)
 from convzoo.layers.squeeze_excite import SqueezeExcite
 
 
@@ -100,3 +109,43 @@ def test_non_residual_blocks_never_drop():
 def test_tf_batchnorm_settings():
     bn = TF_BATCHNORM(4)
     assert bn.eps == 1e-3 and bn.momentum == 0.01
+
+
+def _ir(in_channels: int, stride: int, drop_path_rate: float, *, out_channels: int) -> nn.Module:
+    return InvertedResidual(
+        in_channels,
+        out_channels,
+        mid_channels=2 * in_channels,
+        stride=stride,
+        drop_path_rate=drop_path_rate,
+    )
+
+
+def _row(out_channels: int, stride: int, repeats: int) -> list[PlannedBlock]:
+    return repeated(partial(_ir, out_channels=out_channels), out_channels, stride, repeats)
+
+
+def test_resolution_stages_chain_widths_and_group_rows_by_resolution():
+    # Rows at 1/1, 1/2, 1/2 (a stride-1 row joins the stage before), 1/4, 1/4.
+    rows = [_row(8, 1, 1), _row(16, 2, 2), _row(24, 1, 3), _row(32, 2, 1), _row(40, 1, 1)]
+    stages = resolution_stages(rows, 4, drop_path_rate=0.4)
+    assert [len(stage) for stage in stages] == [1, 2, 2]
+    blocks = [b for stage in stages for row in stage for b in row]
+    assert [b.in_channels for b in blocks] == [4, 8, 16, 16, 24, 24, 24, 32]
+    # The linear schedule runs over all 8 blocks; blocks that change shape have no residual.
+    assert [b.drop_path.p for b in blocks] == pytest.approx(
+        [0.4 * (i + 1) / 8 if b.has_residual else 0.0 for i, b in enumerate(blocks)]
+    )
+    assert stages(torch.randn(1, 4, 8, 8)).shape == (1, 40, 2, 2)
+
+
+def test_resolution_stages_flat_rows_and_bad_tables():
+    flat = [_row(8, 2, 1), _row(8, 1, 1), _row(16, 2, 1)]
+    stages = resolution_stages(flat, 4, nest_rows=False)
+    assert [len(stage) for stage in stages] == [2, 1]
+    assert all(isinstance(b, InvertedResidual) for stage in stages for b in stage)
+    strided_inside = [[*_row(8, 1, 1), *_row(8, 2, 1)]]
+    with pytest.raises(ValueError, match="first block of a row"):
+        resolution_stages(strided_inside, 4)
+    with pytest.raises(ValueError, match="empty row"):
+        resolution_stages([_row(8, 1, 1), []], 4)

@@ -11,7 +11,7 @@ import torch
 
 import convzoo
 from convzoo.bench.counts import count_params
-from convzoo.models.fbnet import CANDIDATES, spec_from_json
+from convzoo.models.fbnet import CANDIDATES, MacroStage, spec_from_json
 from convzoo.nas import fbnet_search
 from convzoo.nas.fbnet_search import SearchConfig, expected_latency, fbnet_loss, search_step
 from convzoo.nas.latency import LatencyTable, measure_latency_table
@@ -19,8 +19,11 @@ from convzoo.nas.scaling import scaling_grid
 from convzoo.nas.supernet import SUPERNETS, FBNetSupernet, SupernetConfig
 
 TINY = SupernetConfig(
-    macro=((8, 1, 1), (16, 2, 2)), stem_channels=8, stem_stride=1, head_channels=16,
-    input_size=8, num_classes=3,
+    macro=(
+        MacroStage(out_channels=8, layers=1, stride=1),
+        MacroStage(out_channels=16, layers=2, stride=2),
+    ),
+    stem_channels=8, stem_stride=1, head_channels=16, input_size=8, num_classes=3,
 )  # fmt: skip
 
 
@@ -123,7 +126,7 @@ def test_emitted_spec_builds_the_chosen_candidates():
     spec = net.sample_spec()
     assert [b.candidate for s in spec for b in s] == ["k5_e6", "k3_e1_g2", "skip"]
     model = convzoo.create_model("fbnet_c", **net.model_args(spec))
-    built = [b for stage in model.stages for b in stage]
+    built = [b for stage in model.stages for row in stage for b in row]
     for layer, k, block in zip(net.layers, choice, built):
         assert count_params(block) == count_params(layer.ops[k])
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 3)

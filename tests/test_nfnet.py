@@ -11,8 +11,8 @@ from torch import nn
 
 import convzoo
 from convzoo.bench.counts import count_macs, count_params
-from convzoo.layers.std_conv import ScaledStdConv2d, same_padding
-from convzoo.models.nfnet import GAMMA, RESOLUTIONS, NFBlock
+from convzoo.layers.std_conv import GAMMA, ScaledStdConv2d, same_padding
+from convzoo.models.nfnet import F_VARIANTS, NFBlock
 
 NF_MODELS = convzoo.list_models("nf*")
 F_MODELS = [f"nfnet_f{i}" for i in range(7)]
@@ -58,7 +58,8 @@ def test_f_variants_match_paper_params_and_macs(name):
     cfg = convzoo.registry.get_entry(name).config
     assert cfg.depths == (k, 2 * k, 6 * k, 3 * k)
     assert cfg.widths == (256, 512, 1536, 1536) and cfg.group_width == 128
-    assert cfg.drop_rate == drop and RESOLUTIONS[name] == (train, test)
+    v = F_VARIANTS[name]
+    assert cfg.drop_rate == drop and (v.train_size, v.test_size) == (train, test)
     assert convzoo.model_info(name).input_size == test
     assert round(count_params(model) / 1e6, 1) == params_m
     # The paper's FLOPs are multiply-adds at the test resolution; ours agree to 0.005G.

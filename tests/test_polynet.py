@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import convzoo
+from conftest import randomize_bn
 from convzoo.bench.counts import count_params
 from convzoo.models.polynet_blocks import InceptionUnit, PolyInception
 
@@ -16,14 +17,8 @@ C = 6
 
 def module(kind: str, order: int, scale: float = 0.5, **kw) -> PolyInception:
     torch.manual_seed(0)
-    m = PolyInception(C, BRANCHES, kind, order, scale, **kw).eval()
     # Non-trivial BatchNorm statistics, so a wrong application order shows in the output.
-    for bn in m.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-0.5, 0.5)
-            bn.running_var.uniform_(0.5, 2.0)
-            bn.weight.data.uniform_(0.5, 1.5)
-    return m
+    return randomize_bn(PolyInception(C, BRANCHES, kind, order, scale, **kw)).eval()
 
 
 def one_f() -> int:
@@ -187,11 +182,7 @@ def test_matches_the_released_very_deep_polynet():
 
     reference = sys.modules["pretrainedmodels.models.polynet"].PolyNet
     torch.manual_seed(0)
-    ref = reference().eval()
-    for bn in ref.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            bn.running_mean.uniform_(-0.1, 0.1)
-            bn.running_var.uniform_(0.5, 1.5)
+    ref = randomize_bn(reference()).eval()
     ours = convzoo.create_model("polynet").eval()
     theirs = {k: v for k, v in ref.state_dict().items() if "num_batches" not in k}
     mine = {k: v for k, v in ours.state_dict().items() if "num_batches" not in k}

@@ -4,6 +4,7 @@ look (their caches, redirected to a temporary directory), so the real loading co
 from __future__ import annotations
 
 import os
+import socket
 import urllib.error
 from pathlib import Path
 from urllib.parse import urlparse
@@ -48,7 +49,11 @@ def caches(tmp_path, monkeypatch):
         raise urllib.error.URLError(f"no network in tests ({url})")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
-    return tmp_path
+    # Should a code path still open a socket, it fails within seconds instead of hanging.
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(5.0)
+    yield tmp_path
+    socket.setdefaulttimeout(previous)
 
 
 def _random_state(library: str, arch: str) -> tuple[torch.nn.Module, dict]:

@@ -35,7 +35,8 @@ def test_depth_23_is_stem_plus_21_blocks_plus_final_conv(name):
     blocks = _blocks(model)
     assert 1 + len(blocks) + 1 == 23
     expected = (6, 6, 8, 1) if "v5" not in name else (2, 4, 14, 1)
-    assert tuple(len(stage) for stage in model.stages[:4]) == expected
+    assert tuple(len(stage) for stage in model.stages) == expected
+    assert model.neck[0].kernel_size == (1, 1) and model.neck[0].out_channels == 128
 
 
 def test_block_widths_follow_the_output_width():
@@ -67,7 +68,7 @@ def test_width_multiplier_widens_the_blocks_only():
     # The 2.0-SqNxt-23 release keeps the 64-channel stem and the 128-channel final conv.
     model = _meta("sqnxt23_w2")
     assert model.stem[0].out_channels == 64 and model.num_features == 128
-    assert [stage[0].branch[-1].out_channels for stage in model.stages[:4]] == [64, 128, 256, 512]
+    assert [stage[0].branch[-1].out_channels for stage in model.stages] == [64, 128, 256, 512]
     assert [b.branch[0].out_channels for b in _blocks(_meta("sqnxt23_w1_5"))][:2] == [24, 24]
 
 

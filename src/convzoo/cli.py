@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "convzoo.bench.cli",
     "convzoo.interop.export",
     "convzoo.nas.cli",
+    "convzoo.lab.cli",
 )
 
 

@@ -17,7 +17,7 @@ import fnmatch
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:  # models import the registry; a runtime import here would be circular
     from convzoo.models.base import ZooModel
@@ -215,8 +215,9 @@ def create_model(
         standard = {"num_classes": num_classes, "drop_rate": drop_rate}
         standard |= {"drop_path_rate": drop_path_rate}
         standard |= {"in_channels": in_channels} if in_channels != 3 else {}
-        overrides = {k: v for k, v in standard.items() if v is not None}
-        model = load_pretrained(name, pretrained, **overrides, **config_overrides)
+        overrides: dict[str, Any] = {k: v for k, v in standard.items() if v is not None}
+        # load_pretrained builds the model through create_model, so it is a ZooModel.
+        model = cast("ZooModel", load_pretrained(name, pretrained, **overrides, **config_overrides))
     else:
         cfg = resolve_config(
             name,

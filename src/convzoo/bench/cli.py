@@ -68,7 +68,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         )
     print(
         "\nparams in millions; MACs in billions of multiply-adds per image at the default input "
-        "size; diff = ours - paper (percent of the paper's figure)."
+        "size; diff = ours - paper (percent of the paper's figure); MB = state dict with float "
+        "tensors at fp32 / fp16, 2^20 bytes."
     )
     return 0
 

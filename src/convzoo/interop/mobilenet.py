@@ -18,14 +18,30 @@ from convzoo.registry import create_model
 
 
 def zoo_blocks(name: str) -> list[tuple[str, nn.Module]]:
-    """``(key prefix, block)`` of every block of ``name`` in forward order: ``stages.s.b``."""
+    """``(key prefix, block)`` of every block of ``name`` in forward order: ``stages.s.b``, or
+    ``stages.s.r.b`` where a resolution stage holds several table rows."""
     with torch.device("meta"):
         model = create_model(name)
-    return [
-        (f"stages.{s}.{b}", block)
-        for s, stage in enumerate(model.stages)
-        for b, block in enumerate(stage)
-    ]
+    blocks: list[tuple[str, nn.Module]] = []
+
+    def walk(prefix: str, module: nn.Module) -> None:
+        # ConvNormAct is a Sequential too, but a block (FBNet's projecting "skip"), not a group.
+        if type(module) is nn.Sequential:
+            for i, child in enumerate(module):
+                walk(f"{prefix}.{i}", child)
+        else:
+            blocks.append((prefix, module))
+
+    walk("stages", model.stages)
+    return blocks
+
+
+def zoo_rows(name: str) -> list[list[tuple[str, nn.Module]]]:
+    """The blocks of ``zoo_blocks`` grouped by table row (their parent ``nn.Sequential``)."""
+    rows: dict[str, list[tuple[str, nn.Module]]] = {}
+    for prefix, block in zoo_blocks(name):
+        rows.setdefault(prefix.rsplit(".", 1)[0], []).append((prefix, block))
+    return list(rows.values())
 
 
 def block_parts(block: nn.Module, split_pwl: bool = False) -> list[str]:
@@ -88,7 +104,7 @@ def convert_torchvision(state: Mapping[str, Tensor], name: str) -> dict[str, Ten
             state,
             name,
             r"features\.(\d+)\.conv\.(\d+)\.(.+)",
-            {"features.0": "stem", f"features.{last}": "conv_head", "classifier.1": "head.fc"},
+            {"features.0": "stem", f"features.{last}": "neck", "classifier.1": "head.fc"},
             split_pwl=True,
         )
     if name.startswith("mobilenet_v3"):
@@ -98,7 +114,7 @@ def convert_torchvision(state: Mapping[str, Tensor], name: str) -> dict[str, Ten
             r"features\.(\d+)\.block\.(\d+)\.(.+)",
             {
                 "features.0": "stem",
-                f"features.{last}": "conv_head",
+                f"features.{last}": "neck",
                 "classifier.0": "head.fc_hidden",
                 "classifier.3": "head.fc",
             },

@@ -1,7 +1,7 @@
 """timm NormFreeNet -> convzoo NFNet (``nfnet_f*``, ``nf_resnet50``).
 
 Names: timm's ``attn_last`` is our ``se``, ``skipinit_gain`` our ``skip_gain``, a single stem conv
-``stem.conv`` our ``stem.conv1``.
+``stem.conv`` our ``stem.conv1``, ``final_conv`` our ``neck.conv``.
 
 timm builds NF nets in two parametrizations, told apart by the state dict:
 
@@ -30,13 +30,14 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.interop.core import main_activation, rename_keys
-from convzoo.models.nfnet import GAMMA
+from convzoo.layers.std_conv import GAMMA
 from convzoo.registry import get_entry
 
 TIMM_RULES = [
     (r"\.attn_last\.", ".se."),
     (r"\.skipinit_gain$", ".skip_gain"),
     (r"^stem\.conv\.", "stem.conv1."),
+    (r"^final_conv\.", "neck.conv."),
 ]
 
 
@@ -45,7 +46,7 @@ def convert_timm(state: Mapping[str, Tensor], name: str) -> dict[str, Tensor]:
     if any(k.endswith(".skip_gain") for k in out):
         return out
     gamma = GAMMA[get_entry(name).config.activation]
-    for key in ("stem.conv1.gain", "final_conv.gain"):
+    for key in ("stem.conv1.gain", "neck.conv.gain"):
         if key in out:
             out[key] = out[key] * gamma
     if "head.fc.weight" in out:

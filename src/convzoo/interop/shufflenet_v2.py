@@ -1,8 +1,8 @@
 """torchvision ShuffleNetV2 -> convzoo ``shufflenet_v2_*``.
 
 torchvision's units are flat Sequentials (conv, BN, ReLU, ...); ours group each conv with its BN
-in a ``ConvNormAct``. Indices of parameterised layers map as below; conv1/stage2-4/conv5 move
-into ``stem`` / ``stages``; ``fc`` becomes ``head.fc``.
+in a ``ConvNormAct``. Indices of parameterised layers map as below; conv1 / stage2-4 / conv5
+move into ``stem`` / ``stages`` / ``neck``; ``fc`` becomes ``head.fc``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _rename(key: str) -> str:
         return f"stem.0.{m[1]}.{m[2]}"
     m = re.fullmatch(r"conv5\.(\d)\.(.+)", key)
     if m:
-        return f"stages.3.{m[1]}.{m[2]}"
+        return f"neck.{m[1]}.{m[2]}"
     if key.startswith("fc."):
         return "head." + key
     raise ValueError(f"unexpected torchvision ShuffleNetV2 key {key!r}")

@@ -4,7 +4,7 @@ timm builds all of these from one block library: ``conv_stem``/``bn1``, ``blocks
 then ``conv_head``/``bn2`` and ``classifier``. A block is a depthwise-separable conv
 (``conv_dw, bn1, [se], conv_pw, bn2``: its ``conv_pw`` is the projection), an inverted residual
 (``conv_pw, bn1, conv_dw, bn2, [se], conv_pwl, bn3``) or, closing MobileNet v3, a plain
-``ConvBnAct`` (``conv, bn1``: our ``conv_head``). timm's stage split differs from ours for some
+``ConvBnAct`` (``conv, bn1``: our ``neck``). timm's stage split differs from ours for some
 families and leaves weightless blocks (FBNet's "skip") out, so blocks are matched in forward order
 against our blocks that have weights, built on the meta device.
 """
@@ -22,7 +22,7 @@ _BLOCK = re.compile(r"blocks\.(\d+)\.(\d+)\.(.+)")
 _SE = {"se.conv_reduce": "se.fc1", "se.conv_expand": "se.fc2"}
 _INVERTED = {"conv_pw": "conv_pw.0", "bn1": "conv_pw.1", "conv_dw": "conv_dw.0", "bn2": "conv_dw.1"}
 _INVERTED |= {"conv_pwl": "conv_pwl.0", "bn3": "conv_pwl.1", **_SE}
-_CONV_BN_ACT = {"conv": "conv_head.0", "bn1": "conv_head.1"}
+_CONV_BN_ACT = {"conv": "neck.0", "bn1": "neck.1"}
 
 
 def _separable(projection: str) -> dict[str, str]:
@@ -79,8 +79,8 @@ def _outer(key: str, name: str, hidden_head: bool) -> str:
     """Stem and head keys. With a hidden head (MobileNet v3) timm's ``conv_head`` is the 1x1 conv
     applied after pooling, our ``head.fc_hidden``; otherwise the last conv before pooling."""
     outer = {"conv_stem": "stem.0", "bn1": "stem.1", "classifier": "head.fc"}
-    outer |= {"conv_head": "head.fc_hidden"} if hidden_head else {"conv_head": "conv_head.0"}
-    outer |= {"bn2": "conv_head.1"}
+    outer |= {"conv_head": "head.fc_hidden"} if hidden_head else {"conv_head": "neck.0"}
+    outer |= {"bn2": "neck.1"}
     return _part(key, outer, name)
 
 

@@ -11,17 +11,23 @@ Both activations are callables. The pointwise convs may be grouped (FBNet's ``g2
 grouped pointwise convs are followed by a channel shuffle (``shuffle_layer``) so that information
 crosses the groups, as in ShuffleNet. The residual branch is dropped through ``DropPath``: in
 "batch" mode a dropped branch is not computed at all.
+
+``resolution_stages`` is the stage builder the four inverted-residual families share: it chains
+the rows of a paper's table (each block's input width is the previous block's output), hands out
+the stochastic-depth schedule over all blocks, and groups the rows into one stage per resolution,
+which is what ``ZooModel.stages`` holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 from torch import Tensor, nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
-from convzoo.layers.drop import DropPath, DropPathMode
+from convzoo.layers.drop import DropPath, DropPathMode, DropPathSchedule, drop_path_rates
 
 # BatchNorm as the TensorFlow reference models of MobileNet v3 and EfficientNet train it:
 # eps 1e-3 and a running-average decay of 0.99 (PyTorch momentum 0.01).
@@ -148,3 +154,63 @@ class InvertedResidual(nn.Module):
         if not self.has_residual:
             return self.branch(x)
         return self.drop_path.add_branch(x, lambda: self.branch(x))
+
+
+# Builds one block of a stage from its input width, stride and drop-path rate.
+BlockBuilder = Callable[[int, int, float], nn.Module]
+
+
+@dataclass(frozen=True)
+class PlannedBlock:
+    """One block of a table row, before its input width (the previous block's output) is known."""
+
+    out_channels: int
+    stride: int
+    build: BlockBuilder
+
+
+def repeated(
+    build: BlockBuilder, out_channels: int, stride: int, repeats: int
+) -> list[PlannedBlock]:
+    """A row of ``repeats`` blocks of which the first has ``stride`` (Table 2's ``n`` and ``s``)."""
+    return [PlannedBlock(out_channels, stride if i == 0 else 1, build) for i in range(repeats)]
+
+
+def resolution_stages(
+    rows: Sequence[Sequence[PlannedBlock]],
+    in_channels: int,
+    *,
+    drop_path_rate: float = 0.0,
+    drop_path_schedule: DropPathSchedule = "l/L",
+    nest_rows: bool = True,
+) -> nn.Sequential:
+    """Build ``rows`` in order and group them into one ``nn.Sequential`` per resolution.
+
+    Block l of all L blocks gets drop-path rate ``drop_path_rate`` times ``drop_path_schedule``
+    (``layers.drop.drop_path_rates``; ``l / L`` unless a family's reference says otherwise). A row whose first
+    block strides opens a new stage; a stride-1 row joins the stage before it (EfficientNet-B0's
+    stage 5 runs at stage 4's resolution). With ``nest_rows`` a stage holds each row as an
+    ``nn.Sequential`` (``stages[s][r][b]``: the paper's rows stay visible); otherwise it holds
+    the blocks themselves (``stages[s][b]``), for tables written block by block.
+    """
+    if not rows or not all(rows):
+        raise ValueError("a stage table needs at least one row and no empty row")
+    for row in rows:
+        if any(b.stride > 1 for b in row[1:]):
+            raise ValueError(
+                f"only the first block of a row may change the resolution, got strides "
+                f"{[b.stride for b in row]}"
+            )
+    num_blocks = sum(len(row) for row in rows)
+    rates = iter(drop_path_rates(drop_path_rate, num_blocks, schedule=drop_path_schedule))
+    stages: list[list[nn.Module]] = []
+    in_ch = in_channels
+    for row in rows:
+        blocks = []
+        for plan in row:
+            blocks.append(plan.build(in_ch, plan.stride, next(rates)))
+            in_ch = plan.out_channels
+        if not stages or row[0].stride > 1:
+            stages.append([])
+        stages[-1].extend([nn.Sequential(*blocks)] if nest_rows else blocks)
+    return nn.Sequential(*(nn.Sequential(*stage) for stage in stages))

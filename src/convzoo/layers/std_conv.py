@@ -17,11 +17,15 @@ paper). The two agree unless a filter is nearly constant (``N * var`` below ~1e-
 chosen so the output has ``ceil(input / stride)`` pixels, and an odd total puts the extra pixel at
 the bottom/right. For stride 1 and odd kernels that is ordinary symmetric padding; for stride 2 on
 even inputs it differs from PyTorch's symmetric ``(k - 1) // 2``, so it is computed per input.
+
+The other half of the signal-propagation rule is ``GammaAct``: an activation scaled by
+gamma = 1 / std(act(z)), z ~ N(0, 1), so that a unit-variance input stays unit-variance.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -114,3 +118,41 @@ class ScaledStdConv2d(nn.Conv2d):
         # torch leaves _ConvNd.extra_repr unannotated; it returns str.
         base: str = super().extra_repr()  # type: ignore[no-untyped-call]
         return base + f", eps={self.eps}" + (", padding=same" if self.same else "")
+
+
+class SameMaxPool2d(nn.Module):
+    """3x3 stride-2 max pool with TF SAME padding (padded with -inf)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.max_pool2d(pad_same(x, 3, 2, value=float("-inf")), 3, 2)
+
+
+# gamma = 1 / std(act(z)) for z ~ N(0, 1): the reference code's constants (nfnets/base.py).
+GAMMA: dict[str, float] = {
+    "relu": 1.7139588594436646,
+    "gelu": 1.7015043497085571,
+    "silu": 1.7881293296813965,
+}
+_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "relu": F.relu,
+    "gelu": F.gelu,
+    "silu": F.silu,
+}
+
+
+class GammaAct(nn.Module):
+    """``act(x) * gamma``: the variance-preserving activation of NF networks."""
+
+    def __init__(self, activation: str) -> None:
+        super().__init__()
+        if activation not in GAMMA:
+            raise ValueError(f"activation must be one of {sorted(GAMMA)}, got {activation!r}")
+        self.activation = activation
+        self.fn = _ACTIVATIONS[activation]
+        self.gamma = GAMMA[activation]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fn(x) * self.gamma
+
+    def extra_repr(self) -> str:
+        return f"{self.activation}, gamma={self.gamma:.6f}"

@@ -29,6 +29,8 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.layers.drop import DropPath, DropPathMode, drop_path_rates
+from convzoo.layers.head import LinearHead
+from convzoo.layers.helpers import check_probability
 from convzoo.layers.norm import LayerNorm2d
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
@@ -106,22 +108,16 @@ class ConvNeXtStage(nn.Module):
         return self.blocks(self.downsample(x))
 
 
-class ConvNeXtHead(nn.Module):
+class ConvNeXtHead(LinearHead):
     """Global average pool -> LayerNorm -> dropout -> linear."""
 
     def __init__(self, in_features: int, num_classes: int, drop_rate: float, eps: float) -> None:
-        super().__init__()
-        if not 0.0 <= drop_rate < 1.0:
-            raise ValueError(f"drop_rate must be in [0, 1), got {drop_rate}")
+        super().__init__(in_features)
+        check_probability("drop_rate", drop_rate)
         self.in_features = in_features
         self.norm = nn.LayerNorm(in_features, eps=eps)
         self.drop = nn.Dropout(drop_rate)
         self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.fc = nn.Linear(self.in_features, num_classes) if num_classes else nn.Identity()
 
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.drop(self.norm(x.mean((2, 3))))  # (B, C, H, W) -> (B, C)
@@ -161,23 +157,75 @@ class ConvNeXt(ZooModel):
                 nn.init.zeros_(m.bias)
 
 
-# Table 1 / section 3: widths C and depths B; drop-path rates of Appendix A.1 (ImageNet-1K
-# training; XL's is its ImageNet-22K pre-training rate). Params (M), FLOPs (G multiply-adds) at
-# 224x224 and ImageNet-1K top-1 from Table 1 (XL: 22K pre-trained, fine-tuned at 224).
-_VARIANTS = {
-    # name: (depths, widths, drop_path_rate, params_m, macs_g, top1, params exact)
-    "convnext_tiny": ((3, 3, 9, 3), (96, 192, 384, 768), 0.1, 29.0, 4.5, 82.1, 28_589_128),
-    "convnext_small": ((3, 3, 27, 3), (96, 192, 384, 768), 0.4, 50.0, 8.7, 83.1, 50_223_688),
-    "convnext_base": ((3, 3, 27, 3), (128, 256, 512, 1024), 0.5, 89.0, 15.4, 83.8, 88_591_464),
-    "convnext_large": ((3, 3, 27, 3), (192, 384, 768, 1536), 0.5, 198.0, 34.4, 84.3, 197_767_336),
-    "convnext_xlarge": ((3, 3, 27, 3), (256, 512, 1024, 2048), 0.2, 350.0, 60.9, 87.0, 350_196_968),
+@dataclass(frozen=True)
+class Variant:
+    """A ConvNeXt of Table 1: depths B, widths C, the Appendix A.1 drop-path rate; Table 1's
+    params (M), FLOPs (G multiply-adds at 224x224) and top-1 (%); our exact parameter count."""
+
+    depths: tuple[int, ...]
+    widths: tuple[int, ...]
+    drop_path_rate: float
+    params_m: float
+    macs_g: float
+    top1: float
+    params: int
+
+
+# Table 1 / section 3 and Appendix A.1 (ImageNet-1K training; XL's rate is its ImageNet-22K
+# pre-training rate). Top-1 on ImageNet-1K at 224 (XL: 22K pre-trained, fine-tuned at 224).
+VARIANTS: dict[str, Variant] = {
+    "convnext_tiny": Variant(
+        depths=(3, 3, 9, 3),
+        widths=(96, 192, 384, 768),
+        drop_path_rate=0.1,
+        params_m=29.0,
+        macs_g=4.5,
+        top1=82.1,
+        params=28_589_128,
+    ),
+    "convnext_small": Variant(
+        depths=(3, 3, 27, 3),
+        widths=(96, 192, 384, 768),
+        drop_path_rate=0.4,
+        params_m=50.0,
+        macs_g=8.7,
+        top1=83.1,
+        params=50_223_688,
+    ),
+    "convnext_base": Variant(
+        depths=(3, 3, 27, 3),
+        widths=(128, 256, 512, 1024),
+        drop_path_rate=0.5,
+        params_m=89.0,
+        macs_g=15.4,
+        top1=83.8,
+        params=88_591_464,
+    ),
+    "convnext_large": Variant(
+        depths=(3, 3, 27, 3),
+        widths=(192, 384, 768, 1536),
+        drop_path_rate=0.5,
+        params_m=198.0,
+        macs_g=34.4,
+        top1=84.3,
+        params=197_767_336,
+    ),
+    "convnext_xlarge": Variant(
+        depths=(3, 3, 27, 3),
+        widths=(256, 512, 1024, 2048),
+        drop_path_rate=0.2,
+        params_m=350.0,
+        macs_g=60.9,
+        top1=87.0,
+        params=350_196_968,
+    ),
 }
 CONFIGS = {
-    name: ConvNeXtConfig(depths=d, widths=w, drop_path_rate=dp)
-    for name, (d, w, dp, *_) in _VARIANTS.items()
+    name: ConvNeXtConfig(depths=v.depths, widths=v.widths, drop_path_rate=v.drop_path_rate)
+    for name, v in VARIANTS.items()
 }
 
-for _name, (_d, _w, _dp, _p, _macs, _top1, _params) in _VARIANTS.items():
+for _name, _v in VARIANTS.items():
     register_model(
         _name,
         ConvNeXt,
@@ -189,10 +237,10 @@ for _name, (_d, _w, _dp, _p, _macs, _top1, _params) in _VARIANTS.items():
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
-            params=_params,
-            paper_params_m=_p,
-            paper_macs_g=_macs,
-            paper_accuracy=_top1,
+            params=_v.params,
+            paper_params_m=_v.params_m,
+            paper_macs_g=_v.macs_g,
+            paper_accuracy=_v.top1,
             notes="Drop-path schedule linspace(0, rate, L) as the reference code. "
             + (
                 "Top-1 after ImageNet-22K pre-training (no ImageNet-1K-only result)."

@@ -218,19 +218,33 @@ def _cifar(depth: int, k: int, bc: bool) -> DenseNetConfig:
     )
 
 
-# Table 2: params (M) and C10+ test error (%) (standard augmentation; no dropout); our counts.
-_CIFAR_DENSENETS = {
-    "densenet40_k12_cifar": (_cifar(40, 12, bc=False), 1.0, 5.24, 1_019_722),
-    "densenet_bc100_k12_cifar": (_cifar(100, 12, bc=True), 0.8, 4.51, 769_162),
-    "densenet_bc250_k24_cifar": (_cifar(250, 24, bc=True), 15.3, 3.62, 15_324_406),
-    "densenet_bc190_k40_cifar": (_cifar(190, 40, bc=True), 25.6, 3.46, 25_624_430),
-}
+@dataclass(frozen=True)
+class Row:
+    """A row of the paper's table: its numbers (top-1 error in %) and our exact parameter count."""
 
-for _name, (_cfg, _pm, _err, _params) in _CIFAR_DENSENETS.items():
+    config: DenseNetConfig
+    params: int
+    paper_error: float | None
+    paper_params_m: float | None = None
+
+
+# Table 2: params (M) and C10+ test error (%) (standard augmentation; no dropout).
+CIFAR_DENSENETS = {
+    "densenet40_k12_cifar": Row(_cifar(40, 12, bc=False), params=1_019_722, paper_error=5.24,
+                                paper_params_m=1.0),
+    "densenet_bc100_k12_cifar": Row(_cifar(100, 12, bc=True), params=769_162, paper_error=4.51,
+                                    paper_params_m=0.8),
+    "densenet_bc250_k24_cifar": Row(_cifar(250, 24, bc=True), params=15_324_406,
+                                    paper_error=3.62, paper_params_m=15.3),
+    "densenet_bc190_k40_cifar": Row(_cifar(190, 40, bc=True), params=25_624_430,
+                                    paper_error=3.46, paper_params_m=25.6),
+}  # fmt: skip
+
+for _name, _row in CIFAR_DENSENETS.items():
     register_model(
         _name,
         DenseNet,
-        _cfg,
+        _row.config,
         info=ModelInfo(
             family="densenet",
             paper=PAPER,
@@ -238,11 +252,11 @@ for _name, (_cfg, _pm, _err, _params) in _CIFAR_DENSENETS.items():
             dataset="cifar",
             input_size=32,
             num_classes=10,
-            params=_params,
-            paper_params_m=_pm,
-            paper_accuracy=round(100 - _err, 2),
-            notes="Paper accuracy is C10+ (standard augmentation); block_dropout=0.2 is the paper's "
-            "setting without augmentation.",
+            params=_row.params,
+            paper_params_m=_row.paper_params_m,
+            paper_accuracy=round(100 - _row.paper_error, 2),
+            notes="Paper accuracy is C10+ (standard augmentation); block_dropout=0.2 is the "
+            "paper's setting without augmentation.",
         ),
         tiny=Tiny(
             overrides={"growth_rate": 4, "block_config": (2, 2, 2), "num_init_features": 8},
@@ -250,20 +264,25 @@ for _name, (_cfg, _pm, _err, _params) in _CIFAR_DENSENETS.items():
         ),
     )
 
+
+def _imagenet(k: int, blocks: tuple[int, ...], stem: int) -> DenseNetConfig:
+    return DenseNetConfig(growth_rate=k, block_config=blocks, num_init_features=stem)
+
+
 # Table 1 (architectures) and Table 3 (single-crop top-1 error, %); DenseNet-161 (k=48) is the
 # authors' released model, not in Table 3.
-_IMAGENET_DENSENETS = {
-    "densenet121": (32, (6, 12, 24, 16), 64, 25.02, 7_978_856),
-    "densenet169": (32, (6, 12, 32, 32), 64, 23.80, 14_149_480),
-    "densenet201": (32, (6, 12, 48, 32), 64, 22.58, 20_013_928),
-    "densenet161": (48, (6, 12, 36, 24), 96, None, 28_681_000),
+IMAGENET_DENSENETS = {
+    "densenet121": Row(_imagenet(32, (6, 12, 24, 16), 64), params=7_978_856, paper_error=25.02),
+    "densenet169": Row(_imagenet(32, (6, 12, 32, 32), 64), params=14_149_480, paper_error=23.80),
+    "densenet201": Row(_imagenet(32, (6, 12, 48, 32), 64), params=20_013_928, paper_error=22.58),
+    "densenet161": Row(_imagenet(48, (6, 12, 36, 24), 96), params=28_681_000, paper_error=None),
 }
 
-for _name, (_k, _blocks, _init, _err, _params) in _IMAGENET_DENSENETS.items():
+for _name, _row in IMAGENET_DENSENETS.items():
     register_model(
         _name,
         DenseNet,
-        DenseNetConfig(growth_rate=_k, block_config=_blocks, num_init_features=_init),
+        _row.config,
         info=ModelInfo(
             family="densenet",
             paper=PAPER,
@@ -271,8 +290,8 @@ for _name, (_k, _blocks, _init, _err, _params) in _IMAGENET_DENSENETS.items():
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
-            params=_params,
-            paper_accuracy=None if _err is None else round(100 - _err, 2),
+            params=_row.params,
+            paper_accuracy=None if _row.paper_error is None else round(100 - _row.paper_error, 2),
             # The paper gives DenseNet-121's cost only graphically (Figure 3, about 2.9 GFLOPs
             # meaning multiply-adds); our exact count, 2.83G, equals torchvision's.
             paper_macs_g=2.9 if _name == "densenet121" else None,

@@ -34,7 +34,9 @@ Deviations and choices:
   len(self._blocks)`` with idx from 0, over all blocks; only blocks with a shortcut use it), so
   the first block never drops. Set ``drop_path_rate=0`` to turn it off,
   ``drop_path_mode="batch"`` to skip dropped blocks' compute.
-* The 1x1 conv to 1280 is part of ``forward_features``.
+* Table 1's stages 2-8 are the rows of ``stages``, grouped into the five resolutions they run at
+  (stages 5-6 and 7-8 share one): ``stages[s][r]`` is a row, ``stages[s][r][b]`` a block. The
+  1x1 conv to 1280 is the ``neck``.
 """
 
 from __future__ import annotations
@@ -43,13 +45,13 @@ import math
 from dataclasses import dataclass, replace
 from functools import partial
 
-from torch import Tensor, nn
+from torch import nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
-from convzoo.layers.drop import DropPathMode, drop_path_rates
+from convzoo.layers.drop import DropPathMode
 from convzoo.layers.head import ClassifierHead
 from convzoo.layers.helpers import make_divisible
-from convzoo.layers.mbconv import TF_BATCHNORM, InvertedResidual
+from convzoo.layers.mbconv import TF_BATCHNORM, InvertedResidual, repeated, resolution_stages
 from convzoo.layers.squeeze_excite import SqueezeExcite
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
@@ -172,40 +174,49 @@ class EfficientNet(ZooModel):
             min_input_size=2 ** (1 + sum(s.stride == 2 for s in cfg.stages)),
         )
         conv = partial(ConvNormAct, norm_layer=cfg.norm_layer, act_layer=cfg.act_layer)
-        in_ch = width(cfg.stem_channels)
-        self.stem = conv(cfg.in_channels, in_ch, 3, 2)
-        repeats = [scaled_repeats(s.repeats, cfg.depth_coefficient) for s in cfg.stages]
-        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(repeats), schedule="(l-1)/L"))
-        stages: list[nn.Module] = []
-        for spec, n in zip(cfg.stages, repeats):
-            out_ch = width(spec.out_channels)
-            blocks: list[nn.Module] = []
-            for i in range(n):
-                # SE width comes from the block's input width, not its expanded width.
-                reduced = max(1, int(in_ch * cfg.se_ratio))
-                blocks.append(
-                    InvertedResidual(
-                        in_ch,
-                        out_ch,
-                        mid_channels=in_ch * spec.expand_ratio,
-                        kernel_size=spec.kernel_size,
-                        stride=spec.stride if i == 0 else 1,
-                        se_layer=partial(_se, reduced_channels=reduced, act_layer=cfg.act_layer),
-                        norm_layer=cfg.norm_layer,
-                        act_layer=cfg.act_layer,
-                        drop_path_rate=next(rates),
-                        drop_path_mode=cfg.drop_path_mode,
-                    )
-                )
-                in_ch = out_ch
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.conv_head = conv(in_ch, head_ch, 1)
+        self.stem = conv(cfg.in_channels, width(cfg.stem_channels), 3, 2)
+        rows = [
+            repeated(
+                partial(_mbconv, row=row, out_channels=width(row.out_channels), cfg=cfg),
+                width(row.out_channels),
+                row.stride,
+                scaled_repeats(row.repeats, cfg.depth_coefficient),
+            )
+            for row in cfg.stages
+        ]
+        self.stages = resolution_stages(
+            rows,
+            width(cfg.stem_channels),
+            drop_path_rate=cfg.drop_path_rate,
+            drop_path_schedule="(l-1)/L",
+        )
+        self.neck = conv(width(cfg.stages[-1].out_channels), head_ch, 1)
         self.head = ClassifierHead(head_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return self.conv_head(self.stages(self.stem(x)))
+
+def _mbconv(
+    in_channels: int,
+    stride: int,
+    drop_path_rate: float,
+    *,
+    row: MBConvStage,
+    out_channels: int,
+    cfg: EfficientNetConfig,
+) -> InvertedResidual:
+    # SE width comes from the block's input width, not its expanded width.
+    reduced = max(1, int(in_channels * cfg.se_ratio))
+    return InvertedResidual(
+        in_channels,
+        out_channels,
+        mid_channels=in_channels * row.expand_ratio,
+        kernel_size=row.kernel_size,
+        stride=stride,
+        se_layer=partial(_se, reduced_channels=reduced, act_layer=cfg.act_layer),
+        norm_layer=cfg.norm_layer,
+        act_layer=cfg.act_layer,
+        drop_path_rate=drop_path_rate,
+        drop_path_mode=cfg.drop_path_mode,
+    )
 
 
 def _se(channels: int, *, reduced_channels: int, act_layer: ActLayer) -> SqueezeExcite:
@@ -225,31 +236,73 @@ RELEASED: dict[str, ScalingCoefficients] = {
     "efficientnet_b7": ScalingCoefficients(width=2.0, depth=3.1, resolution=600, dropout=0.5),
 }
 
-# Table 2: params M, FLOPs (multiply-adds) G, top-1 %; then our exact count, and the parameter /
-# MAC tolerances where Table 2's rounding cannot be met (reasons in the notes below).
-_TABLE2 = {
-    "efficientnet_b0": (5.3, 0.39, 77.1, 5_288_548, None, None),
-    "efficientnet_b1": (7.8, 0.70, 79.1, 7_794_184, None, 0.02),
-    "efficientnet_b2": (9.2, 1.0, 80.1, 9_109_994, 0.1, None),
-    "efficientnet_b3": (12.0, 1.8, 81.6, 12_233_232, None, None),
-    "efficientnet_b4": (19.0, 4.2, 82.9, 19_341_616, None, 0.2),
-    "efficientnet_b5": (30.0, 9.9, 83.6, 30_389_784, None, 0.4),
-    "efficientnet_b6": (43.0, 19.0, 84.0, 43_040_704, None, None),
-    "efficientnet_b7": (66.0, 37.0, 84.3, 66_347_960, None, 0.8),
-}
-_NOTES = {
-    "efficientnet_b1": " Table 2's 0.70B FLOPs is 2% under the release at 240px (0.687G MACs).",
-    "efficientnet_b2": " Table 2's 9.2M matches 9,177,562 = parameters + BatchNorm running "
-    "statistics (Keras counts both); the parameters alone are 9,109,994.",
-    "efficientnet_b4": " Table 2's 4.2B FLOPs is 4% under the release at 380px (4.394G MACs, "
-    "as torchvision reports).",
-    "efficientnet_b5": " Table 2's 9.9B FLOPs is 4% under the release at 456px (10.266G MACs, "
-    "as torchvision reports).",
-    "efficientnet_b7": " Table 2's 37B FLOPs is 2% under the release at 600px (37.746G MACs, "
-    "as torchvision reports).",
+
+@dataclass(frozen=True)
+class Table2Row:
+    """A row of Table 2 beside our build of it, with tolerances where Table 2's rounding cannot be
+    met (``note`` says why)."""
+
+    params_m: float
+    macs_g: float  # Table 2's "FLOPs" are multiply-adds
+    top1: float
+    params: int  # our exact parameter count
+    params_tol_m: float | None = None
+    macs_tol_g: float | None = None
+    note: str = ""
+
+
+# Table 2: params, FLOPs (multiply-adds), top-1 of the ICML version.
+TABLE2: dict[str, Table2Row] = {
+    "efficientnet_b0": Table2Row(params_m=5.3, macs_g=0.39, top1=77.1, params=5_288_548),
+    "efficientnet_b1": Table2Row(
+        params_m=7.8,
+        macs_g=0.70,
+        top1=79.1,
+        params=7_794_184,
+        macs_tol_g=0.02,
+        note=" Table 2's 0.70B FLOPs is 2% under the release at 240px (0.687G MACs).",
+    ),
+    "efficientnet_b2": Table2Row(
+        params_m=9.2,
+        macs_g=1.0,
+        top1=80.1,
+        params=9_109_994,
+        params_tol_m=0.1,
+        note=" Table 2's 9.2M matches 9,177,562 = parameters + BatchNorm running statistics "
+        "(Keras counts both); the parameters alone are 9,109,994.",
+    ),
+    "efficientnet_b3": Table2Row(params_m=12.0, macs_g=1.8, top1=81.6, params=12_233_232),
+    "efficientnet_b4": Table2Row(
+        params_m=19.0,
+        macs_g=4.2,
+        top1=82.9,
+        params=19_341_616,
+        macs_tol_g=0.2,
+        note=" Table 2's 4.2B FLOPs is 4% under the release at 380px (4.394G MACs, as "
+        "torchvision reports).",
+    ),
+    "efficientnet_b5": Table2Row(
+        params_m=30.0,
+        macs_g=9.9,
+        top1=83.6,
+        params=30_389_784,
+        macs_tol_g=0.4,
+        note=" Table 2's 9.9B FLOPs is 4% under the release at 456px (10.266G MACs, as "
+        "torchvision reports).",
+    ),
+    "efficientnet_b6": Table2Row(params_m=43.0, macs_g=19.0, top1=84.0, params=43_040_704),
+    "efficientnet_b7": Table2Row(
+        params_m=66.0,
+        macs_g=37.0,
+        top1=84.3,
+        params=66_347_960,
+        macs_tol_g=0.8,
+        note=" Table 2's 37B FLOPs is 2% under the release at 600px (37.746G MACs, as "
+        "torchvision reports).",
+    ),
 }
 
-for _name, (_pm, _macs, _acc, _params, _ptol, _mtol) in _TABLE2.items():
+for _name, _row in TABLE2.items():
     _c = RELEASED[_name]
     register_model(
         _name,
@@ -264,12 +317,12 @@ for _name, (_pm, _macs, _acc, _params, _ptol, _mtol) in _TABLE2.items():
             dataset="imagenet",
             input_size=_c.resolution,
             num_classes=1000,
-            params=_params,
-            paper_params_m=_pm,
-            paper_params_tol_m=_ptol,
-            paper_macs_g=_macs,
-            paper_macs_tol_g=_mtol,
-            paper_accuracy=_acc,
+            params=_row.params,
+            paper_params_m=_row.params_m,
+            paper_params_tol_m=_row.params_tol_m,
+            paper_macs_g=_row.macs_g,
+            paper_macs_tol_g=_row.macs_tol_g,
+            paper_accuracy=_row.top1,
             notes=f"Released coefficients width {_c.width}, depth {_c.depth}, resolution "
             f"{_c.resolution}, dropout {_c.dropout}"
             + (
@@ -283,7 +336,7 @@ for _name, (_pm, _macs, _acc, _params, _ptol, _mtol) in _TABLE2.items():
                 if _name[-1] in "01234"
                 else "."
             )
-            + _NOTES.get(_name, ""),
+            + _row.note,
         ),
         tiny=Tiny(
             overrides={

@@ -31,6 +31,8 @@ The searched architectures (Figure 4) are those of the authors' release (mobile-
   count as ours and identical outputs (see tests). We record wider tolerances in the notes.
 * No convolution biases (the release adds them); BatchNorm with PyTorch defaults.
 * ``drop_path_rate`` (default 0) adds stochastic depth via the shared schedule; not in the paper.
+* A spec's stages are the rows of ``stages``, grouped into one stage per resolution (Table 1's
+  stages 4-5 and 6-7 share one): ``stages[s][r][b]``. The 1x1 conv before pooling is the ``neck``.
 """
 
 from __future__ import annotations
@@ -42,12 +44,12 @@ from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 
-from torch import Tensor, nn
+from torch import nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
-from convzoo.layers.drop import DropPathMode, drop_path_rates
+from convzoo.layers.drop import DropPathMode
 from convzoo.layers.head import ClassifierHead
-from convzoo.layers.mbconv import InvertedResidual
+from convzoo.layers.mbconv import InvertedResidual, PlannedBlock, resolution_stages
 from convzoo.layers.shuffle import ChannelShuffle
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
@@ -117,32 +119,44 @@ class BlockSpec:
 
 ArchSpec = tuple[tuple[BlockSpec, ...], ...]
 
-# Table 1: (out_channels, layers, first stride) of the seven searched stages.
-MACRO: tuple[tuple[int, int, int], ...] = (
-    (16, 1, 1),
-    (24, 4, 2),
-    (32, 4, 2),
-    (64, 4, 2),
-    (112, 4, 1),
-    (184, 4, 2),
-    (352, 1, 1),
+
+@dataclass(frozen=True)
+class MacroStage:
+    """A row of Table 1: output channels, number of searched layers, stride of the first."""
+
+    out_channels: int
+    layers: int
+    stride: int
+
+
+# Table 1: the seven searched stages.
+MACRO: tuple[MacroStage, ...] = (
+    MacroStage(out_channels=16, layers=1, stride=1),
+    MacroStage(out_channels=24, layers=4, stride=2),
+    MacroStage(out_channels=32, layers=4, stride=2),
+    MacroStage(out_channels=64, layers=4, stride=2),
+    MacroStage(out_channels=112, layers=4, stride=1),
+    MacroStage(out_channels=184, layers=4, stride=2),
+    MacroStage(out_channels=352, layers=1, stride=1),
 )
 
 
 def macro_spec(
-    candidates: Sequence[Sequence[str]], macro: Sequence[tuple[int, int, int]] = MACRO
+    candidates: Sequence[Sequence[str]], macro: Sequence[MacroStage] = MACRO
 ) -> ArchSpec:
     """A spec from one candidate name per layer, stage by stage, on ``macro``'s widths/strides."""
-    if [len(s) for s in candidates] != [n for _, n, _ in macro]:
+    if [len(s) for s in candidates] != [m.layers for m in macro]:
         raise ValueError(
-            f"need {[n for _, n, _ in macro]} candidates per stage, got {[len(s) for s in candidates]}"
+            f"need {[m.layers for m in macro]} candidates per stage, got {[len(s) for s in candidates]}"
         )
     return tuple(
         tuple(
-            BlockSpec.from_candidate(name, out_channels=c, stride=s if i == 0 else 1)
+            BlockSpec.from_candidate(
+                name, out_channels=m.out_channels, stride=m.stride if i == 0 else 1
+            )
             for i, name in enumerate(stage)
         )
-        for stage, (c, _, s) in zip(candidates, macro)
+        for stage, m in zip(candidates, macro)
     )
 
 
@@ -273,31 +287,30 @@ class FBNet(ZooModel):
         )
         conv = partial(ConvNormAct, norm_layer=cfg.norm_layer, act_layer=cfg.act_layer)
         self.stem = conv(cfg.in_channels, cfg.stem_channels, 3, cfg.stem_stride)
-        rates = iter(drop_path_rates(cfg.drop_path_rate, len(blocks)))
-        in_ch = cfg.stem_channels
-        stages: list[nn.Module] = []
-        for stage in cfg.spec:
-            layers: list[nn.Module] = []
-            for spec in stage:
-                layers.append(
-                    build_block(
-                        spec,
-                        in_ch,
-                        act_layer=cfg.act_layer,
-                        norm_layer=cfg.norm_layer,
-                        drop_path_rate=next(rates),
-                        drop_path_mode=cfg.drop_path_mode,
-                    )
-                )
-                in_ch = spec.out_channels
-            stages.append(nn.Sequential(*layers))
-        self.stages = nn.Sequential(*stages)
-        self.conv_head = conv(in_ch, cfg.head_channels, 1)
+        rows = [
+            [
+                PlannedBlock(b.out_channels, b.stride, partial(_build, spec=b, cfg=cfg))
+                for b in stage
+            ]
+            for stage in cfg.spec
+        ]
+        self.stages = resolution_stages(rows, cfg.stem_channels, drop_path_rate=cfg.drop_path_rate)
+        self.neck = conv(blocks[-1].out_channels, cfg.head_channels, 1)
         self.head = ClassifierHead(cfg.head_channels, cfg.num_classes, drop_rate=cfg.drop_rate)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return self.conv_head(self.stages(self.stem(x)))
+
+def _build(
+    in_channels: int, stride: int, drop_path_rate: float, *, spec: BlockSpec, cfg: FBNetConfig
+) -> nn.Module:
+    """``build_block`` in the builder's signature; ``spec`` carries the stride already."""
+    return build_block(
+        spec,
+        in_channels,
+        act_layer=cfg.act_layer,
+        norm_layer=cfg.norm_layer,
+        drop_path_rate=drop_path_rate,
+        drop_path_mode=cfg.drop_path_mode,
+    )
 
 
 _TINY_SPEC = (
@@ -308,17 +321,59 @@ _TINY_SPEC = (
         BlockSpec(out_channels=24, skip=True),
     ),
 )
-# Table 3: params M, MACs G, top-1 %; our last-conv width, exact count and tolerances.
-_TABLE3 = {
-    "fbnet_a": (FBNET_A, 4.3, 0.249, 73.0, 1504, 4_321_464, None, 0.001),
-    "fbnet_b": (FBNET_B, 4.5, 0.295, 74.1, 1984, 4_863_288, 0.4, 0.012),
-    "fbnet_c": (FBNET_C, 5.5, 0.375, 74.9, 1984, 5_572_200, 0.08, 0.011),
+
+
+@dataclass(frozen=True)
+class Table3Row:
+    """A row of Table 3 beside our build: its last-conv width, exact count and tolerances."""
+
+    spec: ArchSpec
+    params_m: float
+    macs_g: float
+    top1: float
+    head_channels: int
+    params: int
+    params_tol_m: float | None = None
+    macs_tol_g: float | None = None
+
+
+# Table 3 (params M, MACs G, top-1 %); the tolerances are explained in the module docstring.
+TABLE3: dict[str, Table3Row] = {
+    "fbnet_a": Table3Row(
+        spec=FBNET_A,
+        params_m=4.3,
+        macs_g=0.249,
+        top1=73.0,
+        head_channels=1504,
+        params=4_321_464,
+        macs_tol_g=0.001,
+    ),
+    "fbnet_b": Table3Row(
+        spec=FBNET_B,
+        params_m=4.5,
+        macs_g=0.295,
+        top1=74.1,
+        head_channels=1984,
+        params=4_863_288,
+        params_tol_m=0.4,
+        macs_tol_g=0.012,
+    ),
+    "fbnet_c": Table3Row(
+        spec=FBNET_C,
+        params_m=5.5,
+        macs_g=0.375,
+        top1=74.9,
+        head_channels=1984,
+        params=5_572_200,
+        params_tol_m=0.08,
+        macs_tol_g=0.011,
+    ),
 }
-for _name, (_spec, _pm, _macs, _acc, _head, _params, _tol, _mtol) in _TABLE3.items():
+for _name, _row in TABLE3.items():
     register_model(
         _name,
         FBNet,
-        FBNetConfig(spec=_spec, head_channels=_head),
+        FBNetConfig(spec=_row.spec, head_channels=_row.head_channels),
         info=ModelInfo(
             family="fbnet",
             paper=PAPER,
@@ -326,15 +381,15 @@ for _name, (_spec, _pm, _macs, _acc, _head, _params, _tol, _mtol) in _TABLE3.ite
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
-            params=_params,
-            paper_params_m=_pm,
-            paper_params_tol_m=_tol,
-            paper_macs_g=_macs,
-            paper_macs_tol_g=_mtol,
-            paper_accuracy=_acc,
+            params=_row.params,
+            paper_params_m=_row.params_m,
+            paper_params_tol_m=_row.params_tol_m,
+            paper_macs_g=_row.macs_g,
+            paper_macs_tol_g=_row.macs_tol_g,
+            paper_accuracy=_row.top1,
             notes="Last conv 1504 wide as released (Table 1: 1984); then Table 3's 4.3M and 249M "
             "hold (ours 4.32M, 249.9M MACs)."
-            if _head == 1504
+            if _row.head_channels == 1504
             else "Released architecture; Table 3's numbers are not reproducible from it "
             "(see the module docstring).",
         ),

@@ -9,10 +9,11 @@ element-wise mean. Consecutive joins merge into one, so a block of C columns is 
 column j (0 = shallowest) holds 2^j units, the deepest column 2^(C-1); a join sits after every
 second unit of the deepest column and averages every column that ends there. ``conv`` is
 conv3x3 -> BatchNorm -> ReLU (no bias). B blocks, 2x2 max pooling after each; the paper moves
-each block's pooling before its last join, i.e. every column is pooled, then averaged (as here). CIFAR configs of
-Section 4.1: B=5, channels 64-128-256-512-512, C=3 (20 layers) or C=4 (40). Dropout per block
-(0, 10, 20, 30, 40 %) is the option ``block_dropout=FRACTAL_DROPOUT``; the paper does not
-place it inside the unit, we put it between conv and BatchNorm as the released FoF.prototxt does.
+each block's pooling before its last join, i.e. every column is pooled, then averaged (as here).
+CIFAR configs of Section 4.1: B=5, channels 64-128-256-512-512, C=3 (20 layers) or C=4 (40).
+Dropout per block (0, 10, 20, 30, 40 %) is the option ``block_dropout=FRACTAL_DROPOUT``; the paper
+does not place it inside the unit, we put it between conv and BatchNorm as the released
+FoF.prototxt does.
 
 Drop-path (Section 3.1), on when ``drop_path_rate > 0`` (off by default):
 
@@ -35,9 +36,9 @@ Parameter count: Table 1 prints 38.6M for the 20-layer network, but the architec
 before the block's last join) with the units of ``generation/globals.crox`` (3x3 conv with bias,
 dropout, BatchNorm without a Scale layer, ReLU; an inner-product classifier) has 33,714,314
 parameters, ours 33,724,618 (affine BatchNorm and bias-free convs instead). So 38.6M is not the
-released network either; we record both, with ``paper_params_tol_m`` covering the gap. The 40-layer row of Table 1 (22.9M) uses a
-different channel layout that the paper does not spell out; ``fractalnet40_cifar`` keeps
-Section 4.1's 64-128-256-512-512 (76.1M) and records no paper count.
+released network either; we record both, with ``paper_params_tol_m`` covering the gap. The
+40-layer row of Table 1 (22.9M) uses a different channel layout that the paper does not spell
+out; ``fractalnet40_cifar`` keeps Section 4.1's 64-128-256-512-512 (76.1M), no paper count.
 
 FoF (``fof_cifar``): the expansion rule applied a second time, with whole fractal blocks as the
 units. The graph is read off the authors' released FoF.prototxt (github.com/iPhysicist/
@@ -68,6 +69,7 @@ from torch import Tensor, nn
 
 from convzoo.layers.conv import ConvNormAct
 from convzoo.layers.head import ClassifierHead
+from convzoo.layers.helpers import check_probability
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -182,13 +184,6 @@ def _conv_unit(in_channels: int, out_channels: int, drop_rate: float) -> nn.Modu
     return unit
 
 
-def _check_drop_path(drop_path_rate: float, global_ratio: float) -> None:
-    if not 0.0 <= drop_path_rate < 1.0:
-        raise ValueError(f"drop_path_rate must be in [0, 1), got {drop_path_rate}")
-    if not 0.0 <= global_ratio <= 1.0:
-        raise ValueError(f"global_ratio must be in [0, 1], got {global_ratio}")
-
-
 def _sample_plan(training: bool, p: float, global_ratio: float, num_columns: int) -> DropPlan:
     """One draw per mini-batch: global (one column) with probability ``global_ratio``, else local."""
     if not training or p == 0.0:
@@ -201,6 +196,14 @@ def _sample_plan(training: bool, p: float, global_ratio: float, num_columns: int
 class _Fractal(ZooModel):
     """Drop-path draws one plan per forward pass, shared by every join (Section 3.1: never mixed
     within a batch); the stages then run as in every model."""
+
+    def __init__(self, *, drop_path_rate: float, global_ratio: float, **base: int) -> None:
+        super().__init__(**base)
+        check_probability("drop_path_rate", drop_path_rate)
+        if not 0.0 <= global_ratio <= 1.0:
+            raise ValueError(f"global_ratio must be in [0, 1], got {global_ratio}")
+        self.drop_path_rate = drop_path_rate
+        self.global_ratio = global_ratio
 
     def draw_plan(self) -> None:
         raise NotImplementedError
@@ -239,14 +242,13 @@ class FractalNet(_Fractal):
             num_classes=cfg.num_classes,
             num_features=cfg.widths[-1],
             min_input_size=2 ** len(cfg.widths),
+            drop_path_rate=cfg.drop_path_rate,
+            global_ratio=cfg.global_ratio,
         )
-        _check_drop_path(cfg.drop_path_rate, cfg.global_ratio)
         drops = cfg.block_dropout or (0.0,) * len(cfg.widths)
         if len(drops) != len(cfg.widths):
             raise ValueError(f"block_dropout needs {len(cfg.widths)} values, got {len(drops)}")
         self.num_columns = cfg.num_columns
-        self.drop_path_rate = cfg.drop_path_rate
-        self.global_ratio = cfg.global_ratio
         self.set_eval_column(cfg.eval_column)
         self.last_plan = FULL
         blocks = []
@@ -305,10 +307,9 @@ class FoF(_Fractal):
             num_classes=cfg.num_classes,
             num_features=cfg.widths[-1],
             min_input_size=2**depth,
+            drop_path_rate=cfg.drop_path_rate,
+            global_ratio=cfg.global_ratio,
         )
-        _check_drop_path(cfg.drop_path_rate, cfg.global_ratio)
-        self.drop_path_rate = cfg.drop_path_rate
-        self.global_ratio = cfg.global_ratio
         self.macro_columns = cfg.macro_columns
         self.inner_columns = cfg.inner_columns
         self.last_plan = (FULL, FULL)
@@ -349,39 +350,53 @@ class FoF(_Fractal):
                 block.plan = inner
 
 
-_TINY_DROP = {"drop_path_rate": 0.0}
-for _name, _columns, _paper_m, _acc, _table in (
-    ("fractalnet20_cifar", 3, 38.6, 95.40, "Section 4.1; Table 1 (20 layers)"),
-    ("fractalnet40_cifar", 4, None, None, "Section 4.1 (C=4); Table 1 lists a 40-layer net"),
-):
+@dataclass(frozen=True)
+class Row:  # a registered FractalNet: config, our exact count, the paper's numbers
+    config: FractalNetConfig
+    params: int
+    table: str
+    notes: str
+    paper_params_m: float | None = None
+    paper_params_tol_m: float | None = None
+    paper_accuracy: float | None = None
+
+
+FRACTALNETS = {
+    "fractalnet20_cifar": Row(
+        FractalNetConfig(num_columns=3), params=33_724_618,
+        table="Section 4.1; Table 1 (20 layers)", paper_params_m=38.6, paper_params_tol_m=4.95,
+        paper_accuracy=95.40,
+        notes="Table 1 prints 38.6M, but the described architecture (B=5, C=3, 64-128-256-512-512, "
+        "3x3 conv-BN-ReLU units) has 33.7M, and so does the authors' generator (gustavla/fractalnet "
+        "generation/fractalnet.py: 33,714,314): the paper's count is not reproducible, hence the "
+        "4.95M tolerance. Accuracy: C10+ with drop-path and dropout (4.60% error). Train with "
+        "drop_path_rate=0.15, block_dropout=FRACTAL_DROPOUT."),
+    "fractalnet40_cifar": Row(
+        FractalNetConfig(num_columns=4), params=76_106_634,
+        table="Section 4.1 (C=4); Table 1 lists a 40-layer net",
+        notes="Table 1's 40-layer net (22.9M) uses a channel layout the paper does not give; "
+        "this build keeps 64-128-256-512-512, so no paper count is compared."),
+}  # fmt: skip
+
+for _name, _row in FRACTALNETS.items():
     register_model(
         _name,
         FractalNet,
-        FractalNetConfig(num_columns=_columns),
+        _row.config,
         info=ModelInfo(
             family="fractalnet",
             paper=PAPER,
-            table=_table,
+            table=_row.table,
             dataset="cifar",
             input_size=32,
             num_classes=10,
-            params=33_724_618 if _columns == 3 else 76_106_634,
-            paper_params_m=_paper_m,
-            paper_params_tol_m=4.95 if _paper_m else None,
-            paper_accuracy=_acc,
-            notes=(
-                "Table 1 prints 38.6M, but the described architecture (B=5, C=3, "
-                "64-128-256-512-512, 3x3 conv-BN-ReLU units) has 33.7M, and so does the authors' "
-                "generator (gustavla/fractalnet generation/fractalnet.py: 33,714,314): the "
-                "paper's count is not reproducible, hence the 4.95M tolerance. Accuracy: "
-                "C10+ with drop-path and dropout (4.60% error). Train with "
-                "drop_path_rate=0.15, block_dropout=FRACTAL_DROPOUT."
-                if _columns == 3
-                else "Table 1's 40-layer net (22.9M) uses a channel layout the paper does not "
-                "give; this build keeps 64-128-256-512-512, so no paper count is compared."
-            ),
+            params=_row.params,
+            paper_params_m=_row.paper_params_m,
+            paper_params_tol_m=_row.paper_params_tol_m,
+            paper_accuracy=_row.paper_accuracy,
+            notes=_row.notes,
         ),
-        tiny=Tiny(overrides={"widths": (4, 8), **_TINY_DROP}, input_size=8),
+        tiny=Tiny(overrides={"widths": (4, 8), "drop_path_rate": 0.0}, input_size=8),
     )
 
 register_model(

@@ -101,19 +101,37 @@ class MobileNetV1(ZooModel):
         self.head = ClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
-# Table 6 at 224x224: width multiplier, params M, MACs G, top-1 %; then our exact parameter count.
-_TABLE6 = {
-    "mobilenet_v1": (1.0, 4.2, 0.569, 70.6, 4_231_976),
-    "mobilenet_v1_075": (0.75, 2.6, 0.325, 68.4, 2_585_560),
-    "mobilenet_v1_050": (0.5, 1.3, 0.149, 63.7, 1_331_592),
-    "mobilenet_v1_025": (0.25, 0.5, 0.041, 50.6, 470_072),
-}
+@dataclass(frozen=True)
+class Table6Row:
+    """A row of Table 6 (224x224): width multiplier, params (M), Mult-Adds (G), top-1 (%); and
+    our exact parameter count."""
 
-for _name, (_w, _params_m, _macs_g, _acc, _ours) in _TABLE6.items():
+    width_multiplier: float
+    params_m: float
+    macs_g: float
+    top1: float
+    params: int
+
+
+TABLE6: dict[str, Table6Row] = {
+    "mobilenet_v1": Table6Row(
+        width_multiplier=1.0, params_m=4.2, macs_g=0.569, top1=70.6, params=4_231_976
+    ),
+    "mobilenet_v1_075": Table6Row(
+        width_multiplier=0.75, params_m=2.6, macs_g=0.325, top1=68.4, params=2_585_560
+    ),
+    "mobilenet_v1_050": Table6Row(
+        width_multiplier=0.5, params_m=1.3, macs_g=0.149, top1=63.7, params=1_331_592
+    ),
+    "mobilenet_v1_025": Table6Row(
+        width_multiplier=0.25, params_m=0.5, macs_g=0.041, top1=50.6, params=470_072
+    ),
+}
+for _name, _row in TABLE6.items():
     register_model(
         _name,
         MobileNetV1,
-        MobileNetV1Config(width_multiplier=_w),
+        MobileNetV1Config(width_multiplier=_row.width_multiplier),
         info=ModelInfo(
             family="mobilenet",
             paper=PAPER,
@@ -121,10 +139,10 @@ for _name, (_w, _params_m, _macs_g, _acc, _ours) in _TABLE6.items():
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
-            params=_ours,
-            paper_params_m=_params_m,
-            paper_macs_g=_macs_g,
-            paper_accuracy=_acc,
+            params=_row.params,
+            paper_params_m=_row.params_m,
+            paper_macs_g=_row.macs_g,
+            paper_accuracy=_row.top1,
             notes="ReLU as in the paper; timm/TF-slim weights need act_layer=nn.ReLU6.",
         ),
         tiny=Tiny(

@@ -6,8 +6,10 @@ Bottlenecks", CVPR 2018, arXiv 1801.04381.
 Table 2: a 3x3 stride-2 conv to 32 channels, seven sequences of inverted-residual bottlenecks
 (Table 1: 1x1 expansion by t, ReLU6, 3x3 depthwise, ReLU6, linear 1x1 projection; identity
 shortcut when stride is 1 and widths agree), a 1x1 conv to 1280, global average pooling and the
-classifier. One sequence (a row ``t, c, n, s`` of Table 2) is one stage. Reference numbers are
-Table 4 (72.0% top-1, 3.4M parameters, 300M multiply-adds).
+classifier. A sequence (a row ``t, c, n, s`` of Table 2) is a row of ``stages``; the seven rows
+are grouped into the five resolutions they run at (rows 4-5 and 6-7 share one), so
+``stages[s][r][b]`` is block b of a row. The 1x1 conv to 1280 is the ``neck``. Reference numbers
+are Table 4 (72.0% top-1, 3.4M parameters, 300M multiply-adds).
 
 Deviations and choices:
 * The build is the released model (TF-slim / torchvision ``mobilenet_v2``; outputs identical to
@@ -25,13 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import partial
 
-from torch import Tensor, nn
+from torch import nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
-from convzoo.layers.drop import DropPathMode, drop_path_rates
+from convzoo.layers.drop import DropPathMode
 from convzoo.layers.head import ClassifierHead
 from convzoo.layers.helpers import make_divisible
-from convzoo.layers.mbconv import InvertedResidual
+from convzoo.layers.mbconv import InvertedResidual, repeated, resolution_stages
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -96,35 +98,47 @@ class MobileNetV2(ZooModel):
             min_input_size=2 ** (1 + sum(s.stride == 2 for s in cfg.stages)),
         )
         conv = partial(ConvNormAct, norm_layer=cfg.norm_layer, act_layer=cfg.act_layer)
-        in_ch = width(cfg.stem_channels)
-        self.stem = conv(cfg.in_channels, in_ch, 3, 2)
-        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(s.repeats for s in cfg.stages)))
-        stages: list[nn.Module] = []
-        for seq in cfg.stages:
-            out_ch = width(seq.out_channels)
-            blocks: list[nn.Module] = []
-            for i in range(seq.repeats):
-                blocks.append(
-                    InvertedResidual(
-                        in_ch,
-                        out_ch,
-                        mid_channels=round(in_ch * seq.expand_ratio),
-                        stride=seq.stride if i == 0 else 1,
-                        norm_layer=cfg.norm_layer,
-                        act_layer=cfg.act_layer,
-                        drop_path_rate=next(rates),
-                        drop_path_mode=cfg.drop_path_mode,
-                    )
-                )
-                in_ch = out_ch
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.conv_head = conv(in_ch, head_ch, 1)
+        self.stem = conv(cfg.in_channels, width(cfg.stem_channels), 3, 2)
+        rows = [
+            repeated(
+                partial(
+                    _bottleneck,
+                    expand_ratio=seq.expand_ratio,
+                    out_channels=width(seq.out_channels),
+                    cfg=cfg,
+                ),
+                width(seq.out_channels),
+                seq.stride,
+                seq.repeats,
+            )
+            for seq in cfg.stages
+        ]
+        self.stages = resolution_stages(
+            rows, width(cfg.stem_channels), drop_path_rate=cfg.drop_path_rate
+        )
+        self.neck = conv(width(cfg.stages[-1].out_channels), head_ch, 1)
         self.head = ClassifierHead(head_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return self.conv_head(self.stages(self.stem(x)))
+
+def _bottleneck(
+    in_channels: int,
+    stride: int,
+    drop_path_rate: float,
+    *,
+    expand_ratio: int,
+    out_channels: int,
+    cfg: MobileNetV2Config,
+) -> InvertedResidual:
+    return InvertedResidual(
+        in_channels,
+        out_channels,
+        mid_channels=round(in_channels * expand_ratio),
+        stride=stride,
+        norm_layer=cfg.norm_layer,
+        act_layer=cfg.act_layer,
+        drop_path_rate=drop_path_rate,
+        drop_path_mode=cfg.drop_path_mode,
+    )
 
 
 register_model(

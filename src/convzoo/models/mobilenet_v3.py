@@ -22,8 +22,9 @@ Deviations and choices:
 * BatchNorm eps 1e-3 and momentum 0.01 (TensorFlow's 0.99 decay), as in the reference.
 * The 1x1 convs after pooling are linear layers (identical on a 1x1 map); dropout 0.2 before the
   classifier as released.
-* Blocks are grouped into stages at each stride-2 block (the stride-1 first block of Large is its
-  own stage). ``drop_path_rate`` (default 0) adds stochastic depth; the paper does not use it.
+* Blocks are grouped into one stage per resolution, a new one at each stride-2 block (the
+  stride-1 first block of Large is a stage at the stem's resolution). The 1x1 conv before pooling
+  is the ``neck``. ``drop_path_rate`` (default 0) adds stochastic depth; the paper does not use it.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ from functools import partial
 from torch import Tensor, nn
 
 from convzoo.layers.conv import ActLayer, ConvNormAct, NormLayer
-from convzoo.layers.drop import DropPathMode, drop_path_rates
-from convzoo.layers.helpers import make_divisible
-from convzoo.layers.mbconv import TF_BATCHNORM, InvertedResidual
+from convzoo.layers.drop import DropPathMode
+from convzoo.layers.head import LinearHead
+from convzoo.layers.helpers import check_probability, make_divisible
+from convzoo.layers.mbconv import TF_BATCHNORM, InvertedResidual, PlannedBlock, resolution_stages
 from convzoo.layers.squeeze_excite import SqueezeExcite
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
@@ -52,7 +54,7 @@ RE, HS = nn.ReLU, nn.Hardswish
 
 @dataclass(frozen=True)
 class Bneck:
-    """One bneck row of Tables 1/2: kernel, exp size, #out, SE, NL, stride."""
+    """One bneck row of Tables 1/2: kernel, exp size, #out, SE, NL, s."""
 
     kernel_size: int
     mid_channels: int
@@ -62,43 +64,43 @@ class Bneck:
     stride: int
 
 
-def _b(k: int, exp: int, out: int, se: bool, act: ActLayer, s: int) -> Bneck:
-    return Bneck(kernel_size=k, mid_channels=exp, out_channels=out, se=se, act_layer=act, stride=s)
-
-
-# Table 1 (Large): kernel, exp size, #out, SE, NL, s; one tuple per stage.
-LARGE: tuple[tuple[Bneck, ...], ...] = (
-    (_b(3, 16, 16, False, RE, 1),),
-    (_b(3, 64, 24, False, RE, 2), _b(3, 72, 24, False, RE, 1)),
-    (_b(5, 72, 40, True, RE, 2), _b(5, 120, 40, True, RE, 1), _b(5, 120, 40, True, RE, 1)),
-    (
-        _b(3, 240, 80, False, HS, 2),
-        _b(3, 200, 80, False, HS, 1),
-        _b(3, 184, 80, False, HS, 1),
-        _b(3, 184, 80, False, HS, 1),
-        _b(3, 480, 112, True, HS, 1),
-        _b(3, 672, 112, True, HS, 1),
-    ),
-    (_b(5, 672, 160, True, HS, 2), _b(5, 960, 160, True, HS, 1), _b(5, 960, 160, True, HS, 1)),
+# Table 1 (Large), one bneck row per block: kernel, exp size, #out, SE, NL, s.
+LARGE: tuple[Bneck, ...] = (
+    Bneck(kernel_size=3, mid_channels=16, out_channels=16, se=False, act_layer=RE, stride=1),
+    Bneck(kernel_size=3, mid_channels=64, out_channels=24, se=False, act_layer=RE, stride=2),
+    Bneck(kernel_size=3, mid_channels=72, out_channels=24, se=False, act_layer=RE, stride=1),
+    Bneck(kernel_size=5, mid_channels=72, out_channels=40, se=True, act_layer=RE, stride=2),
+    Bneck(kernel_size=5, mid_channels=120, out_channels=40, se=True, act_layer=RE, stride=1),
+    Bneck(kernel_size=5, mid_channels=120, out_channels=40, se=True, act_layer=RE, stride=1),
+    Bneck(kernel_size=3, mid_channels=240, out_channels=80, se=False, act_layer=HS, stride=2),
+    Bneck(kernel_size=3, mid_channels=200, out_channels=80, se=False, act_layer=HS, stride=1),
+    Bneck(kernel_size=3, mid_channels=184, out_channels=80, se=False, act_layer=HS, stride=1),
+    Bneck(kernel_size=3, mid_channels=184, out_channels=80, se=False, act_layer=HS, stride=1),
+    Bneck(kernel_size=3, mid_channels=480, out_channels=112, se=True, act_layer=HS, stride=1),
+    Bneck(kernel_size=3, mid_channels=672, out_channels=112, se=True, act_layer=HS, stride=1),
+    Bneck(kernel_size=5, mid_channels=672, out_channels=160, se=True, act_layer=HS, stride=2),
+    Bneck(kernel_size=5, mid_channels=960, out_channels=160, se=True, act_layer=HS, stride=1),
+    Bneck(kernel_size=5, mid_channels=960, out_channels=160, se=True, act_layer=HS, stride=1),
 )
 # Table 2 (Small).
-SMALL: tuple[tuple[Bneck, ...], ...] = (
-    (_b(3, 16, 16, True, RE, 2),),
-    (_b(3, 72, 24, False, RE, 2), _b(3, 88, 24, False, RE, 1)),
-    (
-        _b(5, 96, 40, True, HS, 2),
-        _b(5, 240, 40, True, HS, 1),
-        _b(5, 240, 40, True, HS, 1),
-        _b(5, 120, 48, True, HS, 1),
-        _b(5, 144, 48, True, HS, 1),
-    ),
-    (_b(5, 288, 96, True, HS, 2), _b(5, 576, 96, True, HS, 1), _b(5, 576, 96, True, HS, 1)),
+SMALL: tuple[Bneck, ...] = (
+    Bneck(kernel_size=3, mid_channels=16, out_channels=16, se=True, act_layer=RE, stride=2),
+    Bneck(kernel_size=3, mid_channels=72, out_channels=24, se=False, act_layer=RE, stride=2),
+    Bneck(kernel_size=3, mid_channels=88, out_channels=24, se=False, act_layer=RE, stride=1),
+    Bneck(kernel_size=5, mid_channels=96, out_channels=40, se=True, act_layer=HS, stride=2),
+    Bneck(kernel_size=5, mid_channels=240, out_channels=40, se=True, act_layer=HS, stride=1),
+    Bneck(kernel_size=5, mid_channels=240, out_channels=40, se=True, act_layer=HS, stride=1),
+    Bneck(kernel_size=5, mid_channels=120, out_channels=48, se=True, act_layer=HS, stride=1),
+    Bneck(kernel_size=5, mid_channels=144, out_channels=48, se=True, act_layer=HS, stride=1),
+    Bneck(kernel_size=5, mid_channels=288, out_channels=96, se=True, act_layer=HS, stride=2),
+    Bneck(kernel_size=5, mid_channels=576, out_channels=96, se=True, act_layer=HS, stride=1),
+    Bneck(kernel_size=5, mid_channels=576, out_channels=96, se=True, act_layer=HS, stride=1),
 )
 
 
 @dataclass(frozen=True)
 class MobileNetV3Config:
-    stages: tuple[tuple[Bneck, ...], ...] = LARGE
+    blocks: tuple[Bneck, ...] = LARGE
     stem_channels: int = 16
     last_conv_channels: int = 960  # the 1x1 conv before pooling
     head_hidden_channels: int = 1280  # the 1x1 conv (linear) after pooling
@@ -111,23 +113,18 @@ class MobileNetV3Config:
     in_channels: int = 3
 
 
-class MobileNetV3Head(nn.Module):
+class MobileNetV3Head(LinearHead):
     """Pool -> linear to ``hidden`` -> h-swish -> dropout -> classifier (section 5.3)."""
 
     def __init__(self, in_features: int, hidden: int, num_classes: int, drop_rate: float) -> None:
-        super().__init__()
+        super().__init__(hidden)
+        check_probability("drop_rate", drop_rate)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten(1)
         self.fc_hidden = nn.Linear(in_features, hidden)
         self.act = nn.Hardswish()
         self.drop = nn.Dropout(drop_rate)
-        self.hidden = hidden
         self.reset(num_classes)
-
-    def reset(self, num_classes: int) -> None:
-        if num_classes < 0:
-            raise ValueError(f"num_classes must be >= 0, got {num_classes}")
-        self.fc = nn.Linear(self.hidden, num_classes) if num_classes else nn.Identity()
 
     def forward(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = self.drop(self.act(self.fc_hidden(self.flatten(self.pool(x)))))
@@ -142,66 +139,122 @@ class MobileNetV3(ZooModel):
         def width(c: int) -> int:
             return make_divisible(c * cfg.width_multiplier, 8)
 
-        rows = [row for stage in cfg.stages for row in stage]
         hidden = width(cfg.head_hidden_channels)
         super().__init__(
             in_channels=cfg.in_channels,
             num_classes=cfg.num_classes,
             num_features=hidden,
-            min_input_size=2 ** (1 + sum(r.stride == 2 for r in rows)),
+            min_input_size=2 ** (1 + sum(b.stride == 2 for b in cfg.blocks)),
         )
-        in_ch = width(cfg.stem_channels)
         self.stem = ConvNormAct(
-            cfg.in_channels, in_ch, 3, 2, norm_layer=cfg.norm_layer, act_layer=HS
+            cfg.in_channels, width(cfg.stem_channels), 3, 2, norm_layer=cfg.norm_layer, act_layer=HS
         )
-        se = partial(SqueezeExcite, act_layer=nn.ReLU, gate_layer=nn.Hardsigmoid)
-        rates = iter(drop_path_rates(cfg.drop_path_rate, len(rows)))
-        stages: list[nn.Module] = []
-        for stage in cfg.stages:
-            blocks: list[nn.Module] = []
-            for row in stage:
-                out_ch = width(row.out_channels)
-                blocks.append(
-                    InvertedResidual(
-                        in_ch,
-                        out_ch,
-                        mid_channels=width(row.mid_channels),
-                        kernel_size=row.kernel_size,
-                        stride=row.stride,
-                        se_layer=(lambda c: se(c, make_divisible(c / 4, 8))) if row.se else None,
-                        norm_layer=cfg.norm_layer,
-                        act_layer=row.act_layer,
-                        drop_path_rate=next(rates),
-                        drop_path_mode=cfg.drop_path_mode,
-                    )
+        rows = [
+            [
+                PlannedBlock(
+                    width(b.out_channels),
+                    b.stride,
+                    partial(
+                        _bneck,
+                        row=b,
+                        out_channels=width(b.out_channels),
+                        mid_channels=width(b.mid_channels),
+                        cfg=cfg,
+                    ),
                 )
-                in_ch = out_ch
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
+            ]
+            for b in cfg.blocks
+        ]
+        self.stages = resolution_stages(
+            rows, width(cfg.stem_channels), drop_path_rate=cfg.drop_path_rate, nest_rows=False
+        )
         last = width(cfg.last_conv_channels)
-        self.conv_head = ConvNormAct(in_ch, last, 1, norm_layer=cfg.norm_layer, act_layer=HS)
+        self.neck = ConvNormAct(
+            width(cfg.blocks[-1].out_channels), last, 1, norm_layer=cfg.norm_layer, act_layer=HS
+        )
         self.head = MobileNetV3Head(last, hidden, cfg.num_classes, cfg.drop_rate)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return self.conv_head(self.stages(self.stem(x)))
+
+def _bneck(
+    in_channels: int,
+    stride: int,
+    drop_path_rate: float,
+    *,
+    row: Bneck,
+    out_channels: int,
+    mid_channels: int,
+    cfg: MobileNetV3Config,
+) -> InvertedResidual:
+    return InvertedResidual(
+        in_channels,
+        out_channels,
+        mid_channels=mid_channels,
+        kernel_size=row.kernel_size,
+        stride=stride,
+        se_layer=_se if row.se else None,
+        norm_layer=cfg.norm_layer,
+        act_layer=row.act_layer,
+        drop_path_rate=drop_path_rate,
+        drop_path_mode=cfg.drop_path_mode,
+    )
 
 
-_TINY_STAGES = (
-    (_b(3, 16, 16, True, RE, 2),),
-    (_b(3, 32, 24, False, HS, 2), _b(5, 48, 24, True, HS, 1)),
+def _se(channels: int) -> SqueezeExcite:
+    """Section 5.2: squeeze to a quarter of the expanded width, ReLU, hard-sigmoid gate."""
+    return SqueezeExcite(
+        channels, make_divisible(channels / 4, 8), act_layer=nn.ReLU, gate_layer=nn.Hardsigmoid
+    )
+
+
+_TINY_BLOCKS = (
+    Bneck(kernel_size=3, mid_channels=16, out_channels=16, se=True, act_layer=RE, stride=2),
+    Bneck(kernel_size=3, mid_channels=32, out_channels=24, se=False, act_layer=HS, stride=2),
+    Bneck(kernel_size=5, mid_channels=48, out_channels=24, se=True, act_layer=HS, stride=1),
 )
-# Table 3 (params M, MAdds G, top-1 %) beside our exact count. Our MACs count conv and linear
-# multiply-adds only (216.6M / 56.5M); Table 3 prints 219M / 56M without saying what else it
-# counts (SE scaling and h-swish multiplies would add about that much), hence the MAC tolerances.
-for _name, _stages, _last, _hidden, _params, _pm, _macs, _acc, _tol, _macs_tol in (
-    ("mobilenet_v3_large", LARGE, 960, 1280, 5_483_032, 5.4, 0.219, 75.2, 0.09, 0.003),
-    ("mobilenet_v3_small", SMALL, 576, 1024, 2_542_856, 2.5, 0.056, 67.4, None, 0.001),
-):
+
+
+@dataclass(frozen=True)
+class Table3Row:
+    """A row of Table 3 beside our exact parameter count, with tolerances where it is rounded."""
+
+    params_m: float
+    madds_g: float
+    top1: float
+    params: int
+    params_tol_m: float | None = None
+    madds_tol_g: float | None = None
+
+
+# Section 5.3's last stage: the 1x1 conv before pooling and the one after it, per model.
+CONFIGS: dict[str, MobileNetV3Config] = {
+    "mobilenet_v3_large": MobileNetV3Config(
+        blocks=LARGE, last_conv_channels=960, head_hidden_channels=1280
+    ),
+    "mobilenet_v3_small": MobileNetV3Config(
+        blocks=SMALL, last_conv_channels=576, head_hidden_channels=1024
+    ),
+}
+# Table 3 (1.0 models). Our MACs count conv and linear multiply-adds only (216.6M / 56.5M);
+# Table 3 prints 219M / 56M without saying what else it counts (SE scaling and h-swish
+# multiplies would add about that much), hence the MAdds tolerances.
+TABLE3: dict[str, Table3Row] = {
+    "mobilenet_v3_large": Table3Row(
+        params_m=5.4,
+        madds_g=0.219,
+        top1=75.2,
+        params=5_483_032,
+        params_tol_m=0.09,
+        madds_tol_g=0.003,
+    ),
+    "mobilenet_v3_small": Table3Row(
+        params_m=2.5, madds_g=0.056, top1=67.4, params=2_542_856, madds_tol_g=0.001
+    ),
+}
+for _name, _row in TABLE3.items():
     register_model(
         _name,
         MobileNetV3,
-        MobileNetV3Config(stages=_stages, last_conv_channels=_last, head_hidden_channels=_hidden),
+        CONFIGS[_name],
         info=ModelInfo(
             family="mobilenet",
             paper=PAPER,
@@ -209,22 +262,22 @@ for _name, _stages, _last, _hidden, _params, _pm, _macs, _acc, _tol, _macs_tol i
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
-            params=_params,
-            paper_params_m=_pm,
-            paper_params_tol_m=_tol,
-            paper_macs_g=_macs,
-            paper_macs_tol_g=_macs_tol,
-            paper_accuracy=_acc,
+            params=_row.params,
+            paper_params_m=_row.params_m,
+            paper_params_tol_m=_row.params_tol_m,
+            paper_macs_g=_row.madds_g,
+            paper_macs_tol_g=_row.madds_tol_g,
+            paper_accuracy=_row.top1,
             notes="Built as released (TF-slim, torchvision)."
             + (
                 " Table 3 prints 5.4M for 5,483,032 parameters."
-                if _tol
+                if _row.params_tol_m
                 else " Table 2's SE on the last 1x1 conv is not in the release, nor here."
             ),
         ),
         tiny=Tiny(
             overrides={
-                "stages": _TINY_STAGES,
+                "blocks": _TINY_BLOCKS,
                 "last_conv_channels": 32,
                 "head_hidden_channels": 32,
                 "stem_channels": 16,

@@ -40,7 +40,7 @@ rows carry a wider ``paper_params_tol_m`` with the reason in ``notes``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -118,47 +118,44 @@ class MultiResNet(ZooModel):
         self.head = ClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
-# The CIFAR table (authors' README, rows of the paper's CIFAR comparison): name ->
-# (config, parameters in M as printed, CIFAR-10 test error %).
-CONFIGS: dict[str, tuple[MultiResNetConfig, float, float]] = {
-    "multiresnet200_k5_cifar": (MultiResNetConfig(depth=200, k=5), 10.2, 4.35),
-    "multiresnet398_k5_cifar": (MultiResNetConfig(depth=398, k=5), 20.4, 3.92),
-    "multiresnet26_k2_w10_cifar": (
-        MultiResNetConfig(depth=26, k=2, bottleneck=False, widths=(16, 32, 64), widen_factor=10),
-        72.0,
-        3.96,
-    ),
-    "multiresnet26_k4_w10_cifar": (
-        MultiResNetConfig(depth=26, k=4, bottleneck=False, widths=(16, 32, 64), widen_factor=10),
-        154.0,
-        3.73,
-    ),
-}
-_PARAMS = {
-    "multiresnet200_k5_cifar": 10_187_354,
-    "multiresnet398_k5_cifar": 20_388_314,
-    "multiresnet26_k2_w10_cifar": 72_690_714,
-    "multiresnet26_k4_w10_cifar": 145_113_754,
-}
-_RELEASED_NOTE = (
-    "Built as the authors' models/multi-resnet.lua (masabdi/multi-resnet); its README table "
-    "prints the parameter count."
-)
-_TOLERANCE = {
-    "multiresnet26_k2_w10_cifar": (0.7, 'The table prints "72M": 72.7M truncated to millions.'),
-    "multiresnet26_k4_w10_cifar": (
-        9.0,
-        'The table prints "154M"; the described network has 145.1M (twice the functions of the '
-        "k=2 row); we read 154 as 145 with swapped digits. The authors' repository "
-        "(masabdi/multi-resnet) has no code for the wide rows to settle it.",
-    ),
-}
+@dataclass(frozen=True)
+class Row:
+    """A row of the CIFAR table: its printed numbers and our exact parameter count."""
 
-for _name, (_cfg, _paper_m, _err) in CONFIGS.items():
+    config: MultiResNetConfig
+    params: int
+    paper_params_m: float  # as printed
+    paper_error: float  # CIFAR-10 test error, %
+    paper_params_tol_m: float | None = None  # where the printed count cannot be reproduced
+    notes: str = (
+        "Built as the authors' models/multi-resnet.lua (masabdi/multi-resnet); its README table "
+        "prints the parameter count."
+    )
+
+
+_WIDE = MultiResNetConfig(bottleneck=False, widths=(16, 32, 64), widen_factor=10)
+# The CIFAR table (authors' README rows of the paper's CIFAR comparison).
+CONFIGS = {
+    "multiresnet200_k5_cifar": Row(MultiResNetConfig(depth=200, k=5), params=10_187_354,
+                                   paper_params_m=10.2, paper_error=4.35),
+    "multiresnet398_k5_cifar": Row(MultiResNetConfig(depth=398, k=5), params=20_388_314,
+                                   paper_params_m=20.4, paper_error=3.92),
+    "multiresnet26_k2_w10_cifar": Row(
+        replace(_WIDE, depth=26, k=2), params=72_690_714, paper_params_m=72.0, paper_error=3.96,
+        paper_params_tol_m=0.7, notes='The table prints "72M": 72.7M truncated to millions.'),
+    "multiresnet26_k4_w10_cifar": Row(
+        replace(_WIDE, depth=26, k=4), params=145_113_754, paper_params_m=154.0,
+        paper_error=3.73, paper_params_tol_m=9.0,
+        notes='The table prints "154M"; the described network has 145.1M (twice the functions '
+        "of the k=2 row); we read 154 as 145 with swapped digits. The authors' repository "
+        "(masabdi/multi-resnet) has no code for the wide rows to settle it."),
+}  # fmt: skip
+
+for _name, _row in CONFIGS.items():
     register_model(
         _name,
         MultiResNet,
-        _cfg,
+        _row.config,
         info=ModelInfo(
             family="multiresnet",
             paper=PAPER,
@@ -166,15 +163,15 @@ for _name, (_cfg, _paper_m, _err) in CONFIGS.items():
             dataset="cifar",
             input_size=32,
             num_classes=10,
-            params=_PARAMS[_name],
-            paper_params_m=_paper_m,
-            paper_accuracy=round(100 - _err, 2),
-            paper_params_tol_m=_TOLERANCE.get(_name, (None, ""))[0],
-            notes=_TOLERANCE.get(_name, (None, _RELEASED_NOTE))[1],
+            params=_row.params,
+            paper_params_m=_row.paper_params_m,
+            paper_accuracy=round(100 - _row.paper_error, 2),
+            paper_params_tol_m=_row.paper_params_tol_m,
+            notes=_row.notes,
         ),
         tiny=Tiny(
             overrides={"depth": 11, "k": 2, "widths": (8, 8, 16)}
-            if _cfg.bottleneck
+            if _row.config.bottleneck
             else {"depth": 8, "k": 2, "widen_factor": 1, "widths": (4, 8, 8)},
             input_size=8,
         ),

@@ -18,7 +18,8 @@ multiplied by gamma = 1 / std(act(z)), z ~ N(0, 1), so a unit-variance input sta
 ``skip_gain`` is a learnable scalar initialised at 0 (SkipInit), so each block is the identity at
 initialization. NFNet blocks: 1x1 -> grouped 3x3 (group width 128, strided) -> grouped 3x3 ->
 1x1, squeeze-excite (ratio 0.5) doubled (2 * sigmoid(0) = 1 at init), transition shortcuts
-average-pool then 1x1 conv; deep 4-conv stem; final 1x1 conv to 2x the last width.
+average-pool then 1x1 conv; deep 4-conv stem; final 1x1 conv to 2x the last width and the last
+activation (the ``neck``: the blocks are pre-activation).
 
 Deviations from the released JAX code:
 - weight-standardization eps: rsqrt(var + 1e-5) / sqrt(N) instead of rsqrt(max(N * var, 1e-4))
@@ -48,13 +49,13 @@ from dataclasses import dataclass
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convzoo.layers.conv import ActLayer
 from convzoo.layers.drop import DropPath, DropPathMode, drop_path_rates
 from convzoo.layers.head import ClassifierHead
 from convzoo.layers.squeeze_excite import SqueezeExcite
-from convzoo.layers.std_conv import ScaledStdConv2d, pad_same
+from convzoo.layers.std_conv import GammaAct, SameMaxPool2d, ScaledStdConv2d
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
@@ -70,36 +71,6 @@ NFRESNET_PAPER = Paper(
     "Brock, De, Smith",
     2021,
 )
-
-# gamma = 1 / std(act(z)) for z ~ N(0, 1): the reference code's constants (nfnets/base.py).
-GAMMA: dict[str, float] = {
-    "relu": 1.7139588594436646,
-    "gelu": 1.7015043497085571,
-    "silu": 1.7881293296813965,
-}
-_ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
-    "relu": F.relu,
-    "gelu": F.gelu,
-    "silu": F.silu,
-}
-
-
-class GammaAct(nn.Module):
-    """``act(x) * gamma``: the variance-preserving activation of NF networks."""
-
-    def __init__(self, activation: str) -> None:
-        super().__init__()
-        if activation not in GAMMA:
-            raise ValueError(f"activation must be one of {sorted(GAMMA)}, got {activation!r}")
-        self.activation = activation
-        self.fn = _ACTIVATIONS[activation]
-        self.gamma = GAMMA[activation]
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.fn(x) * self.gamma
-
-    def extra_repr(self) -> str:
-        return f"{self.activation}, gamma={self.gamma:.6f}"
 
 
 @dataclass(frozen=True)
@@ -127,20 +98,16 @@ class NFNetConfig:
     in_channels: int = 3
 
 
-class Shortcut(nn.Module):
-    """Projection shortcut of a transition block: (avg pool) -> 1x1 scaled-WS conv."""
-
-    def __init__(self, conv: nn.Module, stride: int, pool: bool) -> None:
-        super().__init__()
-        self.pool = (
-            nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)
+def _shortcut(conv: nn.Module, stride: int, pool: bool) -> nn.Sequential:
+    """Projection shortcut of a transition block: (2x2 avg pool) -> 1x1 scaled-WS conv."""
+    return nn.Sequential(
+        OrderedDict(
+            pool=nn.AvgPool2d(2, stride=2, ceil_mode=True, count_include_pad=False)
             if pool and stride > 1
-            else nn.Identity()
+            else nn.Identity(),
+            conv=conv,
         )
-        self.conv = conv
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.conv(self.pool(x))
+    )
 
 
 class NFBlock(nn.Module):
@@ -168,10 +135,10 @@ class NFBlock(nn.Module):
         self.alpha, self.beta = alpha, beta
         act = partial(GammaAct, cfg.activation)
         self.act1 = act()
-        self.downsample: Shortcut | None = None
+        self.downsample: nn.Module | None = None
         if stride > 1 or in_channels != out_channels:
             stride_conv = 1 if cfg.shortcut_pool else stride
-            self.downsample = Shortcut(
+            self.downsample = _shortcut(
                 conv(in_channels, out_channels, 1, stride=stride_conv), stride, cfg.shortcut_pool
             )
         self.conv1 = conv(in_channels, width, 1)
@@ -205,13 +172,6 @@ class NFBlock(nn.Module):
         return self.drop_path.add_branch(shortcut, lambda: self.residual(out))
 
 
-class SameMaxPool2d(nn.Module):
-    """3x3 stride-2 max pool with TF SAME padding (padded with -inf)."""
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.max_pool2d(pad_same(x, 3, 2, value=float("-inf")), 3, 2)
-
-
 class NFNet(ZooModel):
     def __init__(self, cfg: NFNetConfig) -> None:
         if len(cfg.depths) != len(cfg.widths) or len(cfg.stem_widths) != len(cfg.stem_strides):
@@ -219,7 +179,6 @@ class NFNet(ZooModel):
         if cfg.alpha <= 0:
             raise ValueError(f"alpha must be > 0, got {cfg.alpha}")
         final = int(cfg.widths[-1] * cfg.final_conv_mult) if cfg.final_conv_mult else cfg.widths[-1]
-        stage_strides = (1,) + (2,) * (len(cfg.depths) - 1)
         total_stride = 2 ** (sum(s == 2 for s in cfg.stem_strides) + cfg.stem_pool)
         super().__init__(
             in_channels=cfg.in_channels,
@@ -231,44 +190,15 @@ class NFNet(ZooModel):
             ScaledStdConv2d, eps=cfg.ws_eps, padding="same" if cfg.same_padding else None
         )
         act = partial(GammaAct, cfg.activation)
-
-        stem: OrderedDict[str, nn.Module] = OrderedDict()
-        in_ch = cfg.in_channels
-        for i, (width, stride) in enumerate(zip(cfg.stem_widths, cfg.stem_strides, strict=True)):
-            stem[f"conv{i + 1}"] = conv(in_ch, width, cfg.stem_kernel_size, stride=stride)
-            if i < len(cfg.stem_widths) - 1:  # the first block pre-activates the last conv
-                stem[f"act{i + 1}"] = act()
-            in_ch = width
-        if cfg.stem_pool:
-            stem["pool"] = SameMaxPool2d() if cfg.same_padding else nn.MaxPool2d(3, 2, padding=1)
-        self.stem = nn.Sequential(stem)
-
-        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.depths), schedule="(l-1)/L"))
-        expected_var = 1.0
-        stages: list[nn.Module] = []
-        for depth, width, stride in zip(cfg.depths, cfg.widths, stage_strides, strict=True):
-            blocks = []
-            for i in range(depth):
-                blocks.append(
-                    NFBlock(
-                        in_ch,
-                        width,
-                        stride=stride if i == 0 else 1,
-                        alpha=cfg.alpha,
-                        beta=expected_var**-0.5,
-                        cfg=cfg,
-                        conv=conv,
-                        drop_path=next(rates),
-                    )
-                )
-                if i == 0:  # the transition shortcut has unit variance again
-                    expected_var = 1.0
-                expected_var += cfg.alpha**2
-                in_ch = width
-            stages.append(nn.Sequential(*blocks))
-        self.stages = nn.Sequential(*stages)
-        self.final_conv = conv(in_ch, final, 1) if cfg.final_conv_mult else nn.Identity()
-        self.final_act = act()
+        self.stem = _stem(cfg, conv, act)
+        self.stages = _stages(cfg, conv, cfg.stem_widths[-1])
+        # The blocks are pre-activation: the last one's output is activated here, after the
+        # final 1x1 conv where there is one.
+        neck: OrderedDict[str, nn.Module] = OrderedDict()
+        if cfg.final_conv_mult:
+            neck["conv"] = conv(cfg.widths[-1], final, 1)
+        neck["act"] = act()
+        self.neck = nn.Sequential(neck)
         self.head = ClassifierHead(final, cfg.num_classes, drop_rate=cfg.drop_rate)
         self._init_weights()
 
@@ -284,30 +214,98 @@ class NFNet(ZooModel):
             nn.init.normal_(self.head.fc.weight, 0.0, 0.01)
             nn.init.zeros_(self.head.fc.bias)
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.check_input(x)
-        return self.final_act(self.final_conv(self.stages(self.stem(x))))
+
+def _stem(cfg: NFNetConfig, conv: Callable[..., nn.Module], act: ActLayer) -> nn.Sequential:
+    stem: OrderedDict[str, nn.Module] = OrderedDict()
+    in_ch = cfg.in_channels
+    for i, (width, stride) in enumerate(zip(cfg.stem_widths, cfg.stem_strides, strict=True)):
+        stem[f"conv{i + 1}"] = conv(in_ch, width, cfg.stem_kernel_size, stride=stride)
+        if i < len(cfg.stem_widths) - 1:  # the first block pre-activates the last conv
+            stem[f"act{i + 1}"] = act()
+        in_ch = width
+    if cfg.stem_pool:
+        stem["pool"] = SameMaxPool2d() if cfg.same_padding else nn.MaxPool2d(3, 2, padding=1)
+    return nn.Sequential(stem)
 
 
-# NFNet-F variants (2102.06171 Table 1 and the released nfnet_params): depths (1, 2, 6, 3) * k,
-# widths 256-512-1536-1536; (train, test) resolution and dropout per variant. Params / FLOPs /
-# top-1 from the paper's ImageNet comparison table (F6 top-1 is with SAM). The FLOPs column counts multiply-adds at the *test*
-# resolution (the reference count_flops; ours at 256x256: F0 12.384G; at 192x192 only 6.98G).
-_F_VARIANTS = {
-    # name: (k, train, test, drop_rate, params_m, macs_g, top1)
-    "nfnet_f0": (1, 192, 256, 0.2, 71.5, 12.38, 83.6),
-    "nfnet_f1": (2, 224, 320, 0.3, 132.6, 35.54, 84.7),
-    "nfnet_f2": (3, 256, 352, 0.4, 193.8, 62.59, 85.1),
-    "nfnet_f3": (4, 320, 416, 0.4, 254.9, 114.76, 85.7),
-    "nfnet_f4": (5, 384, 512, 0.5, 316.1, 215.24, 85.9),
-    "nfnet_f5": (6, 416, 544, 0.5, 377.2, 289.76, 86.0),
-    "nfnet_f6": (7, 448, 576, 0.5, 438.4, 377.28, 86.5),
+def _stages(
+    cfg: NFNetConfig, conv: Callable[..., ScaledStdConv2d], in_channels: int
+) -> nn.Sequential:
+    """The residual stages, each block given beta = 1 / sqrt(expected input variance)."""
+    rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.depths), schedule="(l-1)/L"))
+    stage_strides = (1,) + (2,) * (len(cfg.depths) - 1)
+    expected_var, in_ch = 1.0, in_channels
+    stages: list[nn.Module] = []
+    for depth, width, stride in zip(cfg.depths, cfg.widths, stage_strides, strict=True):
+        blocks = []
+        for i in range(depth):
+            blocks.append(
+                NFBlock(
+                    in_ch,
+                    width,
+                    stride=stride if i == 0 else 1,
+                    alpha=cfg.alpha,
+                    beta=expected_var**-0.5,
+                    cfg=cfg,
+                    conv=conv,
+                    drop_path=next(rates),
+                )
+            )
+            if i == 0:  # the transition shortcut has unit variance again
+                expected_var = 1.0
+            expected_var += cfg.alpha**2
+            in_ch = width
+        stages.append(nn.Sequential(*blocks))
+    return nn.Sequential(*stages)
+
+
+@dataclass(frozen=True)
+class FVariant:
+    """An NFNet-F row: depths (1, 2, 6, 3) * ``depth_multiplier``, resolutions, dropout."""
+
+    depth_multiplier: int
+    train_size: int
+    test_size: int
+    drop_rate: float
+
+
+@dataclass(frozen=True)
+class ImageNetRow:
+    """The paper's params (M), FLOPs (G multiply-adds) and top-1 (%); our exact param count."""
+
+    params_m: float
+    macs_g: float
+    top1: float
+    params: int
+
+
+# NFNet-F variants (2102.06171 Table 1 and the released nfnet_params); widths 256-512-1536-1536.
+F_VARIANTS: dict[str, FVariant] = {
+    "nfnet_f0": FVariant(depth_multiplier=1, train_size=192, test_size=256, drop_rate=0.2),
+    "nfnet_f1": FVariant(depth_multiplier=2, train_size=224, test_size=320, drop_rate=0.3),
+    "nfnet_f2": FVariant(depth_multiplier=3, train_size=256, test_size=352, drop_rate=0.4),
+    "nfnet_f3": FVariant(depth_multiplier=4, train_size=320, test_size=416, drop_rate=0.4),
+    "nfnet_f4": FVariant(depth_multiplier=5, train_size=384, test_size=512, drop_rate=0.5),
+    "nfnet_f5": FVariant(depth_multiplier=6, train_size=416, test_size=544, drop_rate=0.5),
+    "nfnet_f6": FVariant(depth_multiplier=7, train_size=448, test_size=576, drop_rate=0.5),
 }
-# (train, test) resolution of each variant, for training recipes.
-RESOLUTIONS: dict[str, tuple[int, int]] = {n: (v[1], v[2]) for n, v in _F_VARIANTS.items()}
+# The paper's ImageNet comparison table (F6 top-1 is with SAM). Its FLOPs count multiply-adds at
+# the *test* resolution (the reference count_flops; ours at 256x256: F0 12.384G; at 192x192 only
+# 6.98G).
+IMAGENET: dict[str, ImageNetRow] = {
+    "nfnet_f0": ImageNetRow(params_m=71.5, macs_g=12.38, top1=83.6, params=71_489_284),
+    "nfnet_f1": ImageNetRow(params_m=132.6, macs_g=35.54, top1=84.7, params=132_634_256),
+    "nfnet_f2": ImageNetRow(params_m=193.8, macs_g=62.59, top1=85.1, params=193_779_228),
+    "nfnet_f3": ImageNetRow(params_m=254.9, macs_g=114.76, top1=85.7, params=254_924_200),
+    "nfnet_f4": ImageNetRow(params_m=316.1, macs_g=215.24, top1=85.9, params=316_069_172),
+    "nfnet_f5": ImageNetRow(params_m=377.2, macs_g=289.76, top1=86.0, params=377_214_144),
+    "nfnet_f6": ImageNetRow(params_m=438.4, macs_g=377.28, top1=86.5, params=438_359_116),
+}
 CONFIGS: dict[str, NFNetConfig] = {
-    name: NFNetConfig(depths=(k, 2 * k, 6 * k, 3 * k), drop_rate=drop)
-    for name, (k, _, _, drop, *_) in _F_VARIANTS.items()
+    name: NFNetConfig(
+        depths=tuple(d * v.depth_multiplier for d in (1, 2, 6, 3)), drop_rate=v.drop_rate
+    )
+    for name, v in F_VARIANTS.items()
 }
 # NF-ResNet-50 (2101.08692 section 5 / the reference NF_ResNet): pre-activation ResNet-50
 # bottlenecks, 7x7 stem + max pool, ReLU, no SE, no final conv.
@@ -327,18 +325,6 @@ CONFIGS["nf_resnet50"] = NFNetConfig(
     shortcut_pool=False,
     drop_rate=0.0,
 )
-
-# Exact parameter counts of our full-size builds (a generic test keeps them true).
-_PARAMS = {
-    "nfnet_f0": 71_489_284,
-    "nfnet_f1": 132_634_256,
-    "nfnet_f2": 193_779_228,
-    "nfnet_f3": 254_924_200,
-    "nfnet_f4": 316_069_172,
-    "nfnet_f5": 377_214_144,
-    "nfnet_f6": 438_359_116,
-    "nf_resnet50": 25_557_048,
-}
 _TINY_NFNET = Tiny(
     overrides={
         "depths": (1, 1, 1, 1),
@@ -356,7 +342,7 @@ _DROP_NOTE = (
     "Stochastic depth: the reference's schedule (l-1)/L; kept branches scaled by 1/(1-p), which "
     "the reference does not do (module docstring)."
 )
-for _name, (_k, _train, _test, _drop, _p, _macs, _top1) in _F_VARIANTS.items():
+for _name, _v in F_VARIANTS.items():
     register_model(
         _name,
         NFNet,
@@ -366,13 +352,13 @@ for _name, (_k, _train, _test, _drop, _p, _macs, _top1) in _F_VARIANTS.items():
             paper=NFNET_PAPER,
             table="Table 1 / released nfnet_params (config); ImageNet table (params, FLOPs, top-1)",
             dataset="imagenet",
-            input_size=_test,
+            input_size=_v.test_size,
             num_classes=1000,
-            params=_PARAMS[_name],
-            paper_params_m=_p,
-            paper_macs_g=_macs,
-            paper_accuracy=_top1,
-            notes=f"Trained at {_train}x{_train}; input_size is the test resolution, where the "
+            params=IMAGENET[_name].params,
+            paper_params_m=IMAGENET[_name].params_m,
+            paper_macs_g=IMAGENET[_name].macs_g,
+            paper_accuracy=IMAGENET[_name].top1,
+            notes=f"Trained at {_v.train_size}x{_v.train_size}; input_size is the test resolution, where the "
             "paper's FLOPs and accuracy are measured. "
             + _DROP_NOTE
             + (" Top-1 with SAM." if _name == "nfnet_f6" else ""),
@@ -391,7 +377,7 @@ register_model(
         dataset="imagenet",
         input_size=224,
         num_classes=1000,
-        params=_PARAMS["nf_resnet50"],
+        params=25_557_048,  # our build's exact count
         notes="timm's nf_resnet50 needs shortcut_pool=True, same_padding=False (module docstring). "
         + _DROP_NOTE,
     ),

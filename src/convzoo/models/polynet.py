@@ -34,6 +34,7 @@ procedure and not modelled here.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
@@ -95,6 +96,18 @@ class PolyNetConfig:
     in_channels: int = 3
 
 
+def _min_input_size(stem_size: Callable[[int], int]) -> int:
+    """Smallest input that leaves a pixel after the stem and the two 3x3/2 "valid" reductions."""
+
+    def output_size(size: int) -> int:
+        size = stem_size(size)
+        for _ in range(2):
+            size = (size - 3) // 2 + 1
+        return size
+
+    return next(s for s in range(1, 4096) if output_size(s) >= 1)
+
+
 class PolyNet(ZooModel):
     def __init__(self, cfg: PolyNetConfig) -> None:
         if cfg.stem_width is None:
@@ -141,18 +154,11 @@ class PolyNet(ZooModel):
             blocks = stage(mods, channels, branches)
             stages.append(nn.Sequential(OrderedDict(reduction=reduction, blocks=blocks)))
 
-        def output_size(size: int) -> int:
-            size = stem_size(size)
-            for _ in range(2):  # the two reductions: 3x3/2 "valid"
-                size = (size - 3) // 2 + 1
-            return size
-
-        min_size = next(s for s in range(1, 4096) if output_size(s) >= 1)
         super().__init__(
             in_channels=cfg.in_channels,
             num_classes=cfg.num_classes,
             num_features=channels,
-            min_input_size=min_size,
+            min_input_size=_min_input_size(stem_size),
         )
         self.stem = stem
         self.stages = nn.Sequential(*stages)

@@ -31,7 +31,8 @@ Deviations (all deliberate, all switchable or harmless at test time):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -249,148 +250,130 @@ def residual_blocks(model: nn.Module) -> list[ResidualBlock]:
     return [m for m in model.modules() if isinstance(m, ResidualBlock)]
 
 
-# --- He et al. 2016, section 4.2: CIFAR-10 ResNets of depth 6n+2 (n = 3, 5, 7, 9, 18, 200) ------
-# depth: (paper params M, CIFAR-10 test error % -- both Table 6 --, our exact parameter count)
-_CIFAR_RESNETS = {
-    20: (0.27, 8.75, 269_722),
-    32: (0.46, 7.51, 464_154),
-    44: (0.66, 7.17, 658_586),
-    56: (0.85, 6.97, 853_018),
-    110: (1.7, 6.43, 1_727_962),
-    1202: (19.4, 7.93, 19_421_274),
-}
+@dataclass(frozen=True)
+class Variant:
+    """One row of a paper's table: the config and what the paper prints for it."""
 
-for _depth, (_paper_m, _err, _params) in _CIFAR_RESNETS.items():
-    _n = (_depth - 2) // 6
-    register_model(
-        f"resnet{_depth}_cifar",
-        ResNet,
-        ResNetConfig(
-            layers=(_n, _n, _n),
-            widths=(16, 32, 64),
-            stem="cifar",
-            stem_width=16,
-            shortcut="pad",
-            num_classes=10,
-        ),
-        info=ModelInfo(
-            family="resnet",
-            paper=RESNET_PAPER,
-            table="Section 4.2 (6n+2 layers, option A shortcuts); Table 6",
-            dataset="cifar",
-            input_size=32,
-            num_classes=10,
-            params=_params,
-            paper_params_m=_paper_m,
-            paper_accuracy=round(100 - _err, 2),
-            notes="Stochastic depth (Huang et al. 2016): drop_path_rate=0.5 on resnet110_cifar.",
-        ),
-        # Few blocks per stage, so that even ResNet-1202 tests in milliseconds.
-        tiny=Tiny(
-            overrides={"layers": (2, 1, 1), "widths": (4, 8, 16), "stem_width": 4}, input_size=16
-        ),
-    )
+    config: ResNetConfig
+    params: int  # our exact parameter count (tests keep it true)
+    table: str = ""
+    paper_params_m: float | None = None
+    paper_macs_g: float | None = None
+    paper_error: float | None = None  # top-1 error %, on the config's dataset
+    paper_params_tol_m: float | None = None  # where the paper's figure is not reproducible
+    paper_macs_tol_g: float | None = None
+    notes: str = ""
 
-# --- He et al. 2016, Table 1: ImageNet ResNets (option B projection shortcuts) ----------------
-# name: (block, layers, GMACs of Table 1, top-1 % from 10-crop error of Table 2 (18) / Table 3,
-#        our exact parameter count)
-_IMAGENET_RESNETS: dict[str, tuple[str, tuple[int, ...], float, float, int]] = {
-    "resnet18": ("basic", (2, 2, 2, 2), 1.8, 100 - 27.88, 11_689_512),
-    "resnet34": ("basic", (3, 4, 6, 3), 3.6, 100 - 24.52, 21_797_672),
-    "resnet50": ("bottleneck", (3, 4, 6, 3), 3.8, 100 - 22.85, 25_557_032),
-    "resnet101": ("bottleneck", (3, 4, 23, 3), 7.6, 100 - 21.75, 44_549_160),
-    "resnet152": ("bottleneck", (3, 8, 36, 3), 11.3, 100 - 21.43, 60_192_808),
-}
-_V15_NOTE = (
+
+def _cifar(depth: int) -> ResNetConfig:
+    n = (depth - 2) // 6
+    return ResNetConfig(layers=(n, n, n), widths=(16, 32, 64), stem="cifar", stem_width=16,
+                        shortcut="pad", num_classes=10)  # fmt: skip
+
+
+def _layers(block: str, *layers: int) -> ResNetConfig:
+    return ResNetConfig(block=block, layers=layers)
+
+
+def register_table(
+    family: str, paper: Paper, rows: dict[str, Variant], tiny: dict[str, Any], notes: str = ""
+) -> None:
+    """Register every row of a table (also used by ``wide_resnet`` for WRN-50-2)."""
+    for name, v in rows.items():
+        cifar = v.config.stem == "cifar"
+        info = ModelInfo(
+            family=family,
+            paper=paper,
+            table=v.table,
+            dataset="cifar" if cifar else "imagenet",
+            input_size=32 if cifar else 224,
+            num_classes=v.config.num_classes,
+            params=v.params,
+            paper_params_m=v.paper_params_m,
+            paper_macs_g=v.paper_macs_g,
+            paper_accuracy=None if v.paper_error is None else round(100 - v.paper_error, 2),
+            paper_params_tol_m=v.paper_params_tol_m,
+            paper_macs_tol_g=v.paper_macs_tol_g,
+            notes=v.notes or notes,
+        )
+        register_model(name, ResNet, v.config, info=info,
+                       tiny=Tiny(overrides=tiny, input_size=16 if cifar else 32))  # fmt: skip
+
+
+# He et al. 2016, section 4.2 (6n+2 layers, option A shortcuts) and Table 6 (params, error).
+_T6 = "Section 4.2 (6n+2 layers, option A shortcuts); Table 6"
+CIFAR_RESNETS = {
+    "resnet20_cifar": Variant(_cifar(20), 269_722, _T6, paper_params_m=0.27, paper_error=8.75),
+    "resnet32_cifar": Variant(_cifar(32), 464_154, _T6, paper_params_m=0.46, paper_error=7.51),
+    "resnet44_cifar": Variant(_cifar(44), 658_586, _T6, paper_params_m=0.66, paper_error=7.17),
+    "resnet56_cifar": Variant(_cifar(56), 853_018, _T6, paper_params_m=0.85, paper_error=6.97),
+    "resnet110_cifar": Variant(_cifar(110), 1_727_962, _T6, paper_params_m=1.7, paper_error=6.43),
+    "resnet1202_cifar": Variant(_cifar(1202), 19_421_274, _T6, paper_params_m=19.4,
+                                paper_error=7.93),
+}  # fmt: skip
+# Few blocks per stage, so that even ResNet-1202 tests in milliseconds.
+register_table("resnet", RESNET_PAPER, CIFAR_RESNETS,
+               {"layers": (2, 1, 1), "widths": (4, 8, 16), "stem_width": 4},
+               "Stochastic depth (Huang et al. 2016): drop_path_rate=0.5 on resnet110_cifar.")  # fmt: skip
+
+# He et al. 2016, Table 1 (layers, GMACs); top-1 from the 10-crop error of Table 2 (ResNet-18)
+# and Table 3. Option B projection shortcuts. Table 1 rounds MACs loosely (3.66 is printed 3.6,
+# 3.86 as 3.8), and ResNet v1.5 costs more than the paper's layout (tests/test_resnet.py checks
+# that layout), hence the tolerances.
+_T1 = "Table 1; accuracy Table 2 (ResNet-18) / Table 3 (10-crop)"
+_V15 = (
     "Stride on the bottleneck's 3x3 conv (torchvision layout, 4.1 GMACs for ResNet-50 as in "
     "ResNeXt Table 1); stride_in_1x1=True gives He et al.'s layout and their Table 1 MACs. "
+    "Paper accuracy is 10-crop."
 )
+_B = {"paper_macs_tol_g": 0.1, "notes": "Paper accuracy is 10-crop."}
+_BN = {"paper_macs_tol_g": 0.35, "notes": _V15}
+IMAGENET_RESNETS = {
+    "resnet18": Variant(_layers("basic", 2, 2, 2, 2), 11_689_512, _T1, paper_macs_g=1.8,
+                        paper_error=27.88, **_B),
+    "resnet34": Variant(_layers("basic", 3, 4, 6, 3), 21_797_672, _T1, paper_macs_g=3.6,
+                        paper_error=24.52, paper_macs_tol_g=0.1, notes="Paper accuracy is "
+                        "10-crop; option B shortcuts as in Table 3's ResNet-34 B."),
+    "resnet50": Variant(_layers("bottleneck", 3, 4, 6, 3), 25_557_032, _T1, paper_macs_g=3.8,
+                        paper_error=22.85, **_BN),
+    "resnet101": Variant(_layers("bottleneck", 3, 4, 23, 3), 44_549_160, _T1, paper_macs_g=7.6,
+                         paper_error=21.75, **_BN),
+    "resnet152": Variant(_layers("bottleneck", 3, 8, 36, 3), 60_192_808, _T1, paper_macs_g=11.3,
+                         paper_error=21.43, **_BN),
+}  # fmt: skip
 _TINY_IMAGENET = {"layers": (1, 1, 1, 1), "widths": (4, 8, 16, 32), "stem_width": 8}
+register_table("resnet", RESNET_PAPER, IMAGENET_RESNETS, _TINY_IMAGENET)
 
-for _name, (_block, _layers, _macs, _acc, _params) in _IMAGENET_RESNETS.items():
-    _bottleneck = _block == "bottleneck"
-    register_model(
-        _name,
-        ResNet,
-        ResNetConfig(block=_block, layers=_layers),
-        info=ModelInfo(
-            family="resnet",
-            paper=RESNET_PAPER,
-            table="Table 1; accuracy Table 2 (ResNet-18) / Table 3 (10-crop)",
-            dataset="imagenet",
-            input_size=224,
-            num_classes=1000,
-            params=_params,
-            paper_macs_g=_macs,
-            # Table 1 rounds loosely (3.66 is printed 3.6, 3.86 as 3.8); ResNet v1.5 also costs
-            # more than the paper's layout (see notes). tests/test_resnet.py checks that layout.
-            paper_macs_tol_g=0.35 if _bottleneck else 0.1,
-            paper_accuracy=round(_acc, 2),
-            notes=(_V15_NOTE if _bottleneck else "")
-            + "Paper accuracy is 10-crop"
-            + ("; option B shortcuts as in Table 3's ResNet-34 B." if _name == "resnet34" else "."),
-        ),
-        tiny=Tiny(overrides=_TINY_IMAGENET, input_size=32),
-    )
-
-# --- Xie et al. 2017: ResNeXt. ImageNet: Table 1 / Table 3 / Table 4; CIFAR: Table 7 ----------
-_R29 = {"layers": (3, 3, 3), "widths": (64, 128, 256), "stem": "cifar", "num_classes": 10}
-_R101 = {"layers": (3, 4, 23, 3)}
-_C7 = "Section 5.3; Table 7 (CIFAR-10 test error)"
-# name: (config, paper params M, paper GMACs, paper top-1 %, our exact params, table)
-# fmt: off
-_RESNEXTS: dict[str, tuple[ResNetConfig, float | None, float | None, float | None, int, str]] = {
-    "resnext29_8x64d_cifar": (
-        ResNetConfig(block="bottleneck", cardinality=8, **_R29), 34.4, None, 100 - 3.65,
-        34_426_698, _C7),
-    "resnext29_16x64d_cifar": (
-        ResNetConfig(block="bottleneck", cardinality=16, **_R29), 68.1, None, 100 - 3.58,
-        68_155_210, _C7),
-    "resnext50_32x4d": (
-        ResNetConfig(block="bottleneck", layers=(3, 4, 6, 3), cardinality=32, base_width=4),
-        25.0, 4.2, 100 - 22.2, 25_028_904, "Table 1; Table 3 (224 single crop)"),
-    "resnext101_32x8d": (
-        ResNetConfig(block="bottleneck", cardinality=32, base_width=8, **_R101),
-        None, None, None, 88_791_336, "Table 1 template at depth 101, 32x8d (not in the paper)"),
-    "resnext101_64x4d": (
-        ResNetConfig(block="bottleneck", cardinality=64, base_width=4, **_R101),
-        None, None, 100 - 20.4, 83_455_272, "Table 1 template, depth 101; Table 4 (224 crop)"),
+# Xie et al. 2017: ResNeXt. ImageNet: Table 1 / Table 3 / Table 4; CIFAR: section 5.3, Table 7.
+# The paper counts conv and fc weights only; BN adds 0.06M/0.10M to ResNeXt-29.
+_R29 = ResNetConfig(block="bottleneck", layers=(3, 3, 3), widths=(64, 128, 256), stem="cifar",
+                    num_classes=10)  # fmt: skip
+_R101 = _layers("bottleneck", 3, 4, 23, 3)
+_C7 = {
+    "table": "Section 5.3; Table 7 (CIFAR-10 test error)",
+    "paper_params_tol_m": 0.06,
+    "notes": "Paper parameter counts exclude BatchNorm (ours: 34.37M / 68.05M without it).",
 }
-# fmt: on
+CIFAR_RESNEXTS = {
+    "resnext29_8x64d_cifar": Variant(replace(_R29, cardinality=8), 34_426_698,
+                                     paper_params_m=34.4, paper_error=3.65, **_C7),
+    "resnext29_16x64d_cifar": Variant(replace(_R29, cardinality=16), 68_155_210,
+                                      paper_params_m=68.1, paper_error=3.58, **_C7),
+}  # fmt: skip
+IMAGENET_RESNEXTS = {
+    "resnext50_32x4d": Variant(replace(_layers("bottleneck", 3, 4, 6, 3), cardinality=32,
+                                       base_width=4), 25_028_904,
+                               "Table 1; Table 3 (224 single crop)", paper_params_m=25.0,
+                               paper_macs_g=4.2, paper_error=22.2),
+    "resnext101_32x8d": Variant(replace(_R101, cardinality=32, base_width=8), 88_791_336,
+                                "Table 1 template at depth 101, 32x8d (not in the paper)"),
+    "resnext101_64x4d": Variant(replace(_R101, cardinality=64, base_width=4), 83_455_272,
+                                "Table 1 template, depth 101; Table 4 (224 crop)",
+                                paper_error=20.4),
+}  # fmt: skip
+_TINY_X = {"stem_width": 8, "cardinality": 2, "base_width": 64}
+register_table("resnext", RESNEXT_PAPER, CIFAR_RESNEXTS,
+               {"layers": (1, 1, 1), "widths": (4, 8, 16), **_TINY_X})  # fmt: skip
+register_table("resnext", RESNEXT_PAPER, IMAGENET_RESNEXTS, {**_TINY_IMAGENET, **_TINY_X})
 
-for _name, (_cfg, _pm, _pg, _acc, _params, _table) in _RESNEXTS.items():
-    _cifar = _cfg.stem == "cifar"
-    register_model(
-        _name,
-        ResNet,
-        _cfg,
-        info=ModelInfo(
-            family="resnext",
-            paper=RESNEXT_PAPER,
-            table=_table,
-            dataset="cifar" if _cifar else "imagenet",
-            input_size=32 if _cifar else 224,
-            num_classes=_cfg.num_classes,
-            params=_params,
-            paper_params_m=_pm,
-            paper_macs_g=_pg,
-            paper_accuracy=None if _acc is None else round(_acc, 2),
-            # The paper counts conv and fc weights only; BN adds 0.06M/0.10M to ResNeXt-29.
-            paper_params_tol_m=0.06 if _cifar else None,
-            notes="Paper parameter counts exclude BatchNorm (ours: 34.37M / 68.05M without it)."
-            if _cifar
-            else "",
-        ),
-        tiny=Tiny(
-            overrides={
-                "layers": (1, 1, 1) if _cifar else (1, 1, 1, 1),
-                "widths": (4, 8, 16) if _cifar else (4, 8, 16, 32),
-                "stem_width": 8,
-                "cardinality": 2,
-                "base_width": 64,
-            },
-            input_size=16 if _cifar else 32,
-        ),
-    )
-
-__all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNetConfig", "residual_blocks"]
+__all__ = ["BasicBlock", "Bottleneck", "ResNet", "ResNetConfig", "Variant", "residual_blocks"]

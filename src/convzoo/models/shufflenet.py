@@ -25,6 +25,8 @@ Top-1 error of the 1x models (Table 2): 33.6 / 32.7 / 32.6 / 32.8 / 32.4%. The p
 parameter counts; the authors' release lists 1.9M (g = 3) and 2.4M (g = 8) at 1x and 138M FLOPs
 for both, which our builds match (1.87M, 2.43M; 137.5M, 138.4M MACs with the FC).
 Deviations: the classifier is a ``ClassifierHead`` (global average pool, FC with bias).
+``drop_path_rate`` (default 0; not in the paper) drops the residual branch of the stride-1 units
+through the shared stochastic-depth schedule (block l of all L units: rate * l / L).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.layers.conv import ConvNormAct
+from convzoo.layers.drop import DropPath, DropPathMode, drop_path_rates
 from convzoo.layers.head import ClassifierHead
 from convzoo.layers.helpers import make_divisible
 from convzoo.layers.shuffle import ChannelShuffle
@@ -58,6 +61,8 @@ class ShuffleNetConfig:
     width_multiplier: float = 1.0
     bottleneck_ratio: float = 0.25
     drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    drop_path_mode: DropPathMode = "sample"
     num_classes: int = 1000
     in_channels: int = 3
 
@@ -84,6 +89,8 @@ class ShuffleUnit(nn.Module):
         groups: int,
         bottleneck_channels: int,
         first_groups: int,
+        drop_path_rate: float = 0.0,
+        drop_path_mode: DropPathMode = "sample",
     ) -> None:
         super().__init__()
         if stride not in (1, 2):
@@ -106,13 +113,17 @@ class ShuffleUnit(nn.Module):
             bottleneck_channels, branch_channels, 1, groups=groups, act_layer=None
         )
         self.shortcut = nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else nn.Identity()
+        # Only the stride-1 units add their branch to the input: those are the ones to drop.
+        self.drop_path = DropPath(drop_path_rate if stride == 1 else 0.0, drop_path_mode)
         self.act = nn.ReLU()
 
+    def branch(self, x: Tensor) -> Tensor:
+        return self.conv3(self.conv2(self.shuffle(self.conv1(x))))
+
     def forward(self, x: Tensor) -> Tensor:
-        y = self.conv3(self.conv2(self.shuffle(self.conv1(x))))
         if self.stride == 2:
-            return self.act(torch.cat([self.shortcut(x), y], dim=1))
-        return self.act(x + y)
+            return self.act(torch.cat([self.shortcut(x), self.branch(x)], dim=1))
+        return self.act(self.drop_path.add_branch(x, lambda: self.branch(x)))
 
 
 class ShuffleNet(ZooModel):
@@ -138,6 +149,7 @@ class ShuffleNet(ZooModel):
             ConvNormAct(cfg.in_channels, stem, 3, stride=2),
             nn.MaxPool2d(3, stride=2, padding=1),
         )
+        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.stage_repeats)))
         stages: list[nn.Module] = []
         in_ch = stem
         for i, (out_ch, repeats) in enumerate(zip(widths, cfg.stage_repeats, strict=True)):
@@ -145,23 +157,44 @@ class ShuffleNet(ZooModel):
             units = []
             for j in range(repeats):
                 first_groups = 1 if i == 0 and j == 0 else g
-                units.append(ShuffleUnit(in_ch, out_ch, 2 if j == 0 else 1, g, mid, first_groups))
+                units.append(
+                    ShuffleUnit(
+                        in_ch,
+                        out_ch,
+                        2 if j == 0 else 1,
+                        g,
+                        mid,
+                        first_groups,
+                        drop_path_rate=next(rates),
+                        drop_path_mode=cfg.drop_path_mode,
+                    )
+                )
                 in_ch = out_ch
             stages.append(nn.Sequential(*units))
         self.stages = nn.Sequential(*stages)
         self.head = ClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
-# g: (params of our 1x build, Table 1 MFLOPs, top-1 % from Table 2 error)
-_VARIANTS = {
-    1: (1_531_936, 143, 66.4),
-    2: (1_733_848, 140, 67.3),
-    3: (1_865_728, 137, 67.4),
-    4: (1_968_344, 133, 67.2),
-    8: (2_434_768, 137, 67.6),
+@dataclass(frozen=True)
+class Table1Row:
+    """Table 1's complexity (MFLOPs = multiply-adds, no FC), Table 2's 1x top-1 (100 - error, %),
+    and our exact parameter count at 1x."""
+
+    mflops: int
+    top1: float
+    params: int
+
+
+# Per number of groups g.
+TABLE1: dict[int, Table1Row] = {
+    1: Table1Row(mflops=143, top1=66.4, params=1_531_936),
+    2: Table1Row(mflops=140, top1=67.3, params=1_733_848),
+    3: Table1Row(mflops=137, top1=67.4, params=1_865_728),
+    4: Table1Row(mflops=133, top1=67.2, params=1_968_344),
+    8: Table1Row(mflops=137, top1=67.6, params=2_434_768),
 }
 
-for _g, (_params, _mflops, _acc) in _VARIANTS.items():
+for _g, _row in TABLE1.items():
     register_model(
         f"shufflenet_g{_g}",
         ShuffleNet,
@@ -173,12 +206,12 @@ for _g, (_params, _mflops, _acc) in _VARIANTS.items():
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
-            params=_params,
-            paper_macs_g=_mflops / 1000,
+            params=_row.params,
+            paper_macs_g=_row.mflops / 1000,
             # Table 1 leaves out the FC layer (under 1.6M MACs at 1x): our full count is within
             # that of the printed figure; test_shufflenet checks the FC-less count to 0.5M.
             paper_macs_tol_g=0.0016,
-            paper_accuracy=_acc,
+            paper_accuracy=_row.top1,
             notes=(
                 "The paper prints no parameter count. Its FLOPs are multiply-adds (MACs) and "
                 "leave out the FC layer (test_shufflenet compares paper_macs_g with our MACs minus the FC; the generic test allows the FC's 1.6M MACs). "

@@ -10,8 +10,10 @@ Design", ECCV 2018, arXiv 1807.11164. Configs from Table 5 (output channels per 
   conv-BN-ReLU, the right branch as above with a stride-2 depthwise conv; concat doubles the
   channels; channel shuffle (2).
 
-Deviations: none in the architecture. conv5 is the last module of ``stages`` (so that
-``forward_features`` gives the 1024-channel map the classifier pools). The split keeps the first
+Stages 2-4 are ``stages``, conv5 is the ``neck``. The units have no residual branch to drop (the
+identity half is concatenated, not added), so there is no ``drop_path_rate``.
+
+Deviations: none in the architecture. The split keeps the first
 half and transforms the second, then shuffles after the concat, as torchvision does (the
 authors' release instead shuffles by separating even and odd channels at the start of the next
 unit, the same network up to a fixed permutation of channels); torchvision weights load
@@ -118,20 +120,30 @@ class ShuffleNetV2(ZooModel):
             units += [ShuffleV2Unit(out_ch, out_ch, 1) for _ in range(repeats - 1)]
             stages.append(nn.Sequential(*units))
             in_ch = out_ch
-        stages.append(ConvNormAct(in_ch, cfg.final_channels, 1))  # conv5
         self.stages = nn.Sequential(*stages)
+        self.neck = ConvNormAct(in_ch, cfg.final_channels, 1)  # conv5
         self.head = ClassifierHead(cfg.final_channels, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
-# name: (params of our build, Table 5 params M, Table 5 MFLOPs, top-1 % from Table 8 error)
-_VARIANTS = {
-    "x0_5": (1_366_792, 1.4, 41, 60.3),
-    "x1_0": (2_278_604, 2.3, 146, 69.4),
-    "x1_5": (3_503_624, 3.5, 299, 72.6),
-    "x2_0": (7_393_996, 7.4, 591, 74.9),
+@dataclass(frozen=True)
+class Table5Row:
+    """Table 5's params (M) and MFLOPs (multiply-adds), Table 8's top-1 (100 - error, %), and
+    our exact parameter count."""
+
+    params_m: float
+    mflops: int
+    top1: float
+    params: int
+
+
+TABLE5: dict[str, Table5Row] = {
+    "x0_5": Table5Row(params_m=1.4, mflops=41, top1=60.3, params=1_366_792),
+    "x1_0": Table5Row(params_m=2.3, mflops=146, top1=69.4, params=2_278_604),
+    "x1_5": Table5Row(params_m=3.5, mflops=299, top1=72.6, params=3_503_624),
+    "x2_0": Table5Row(params_m=7.4, mflops=591, top1=74.9, params=7_393_996),
 }
 
-for _width, (_params, _paper_m, _mflops, _acc) in _VARIANTS.items():
+for _width, _row in TABLE5.items():
     register_model(
         f"shufflenet_v2_{_width}",
         ShuffleNetV2,
@@ -143,11 +155,11 @@ for _width, (_params, _paper_m, _mflops, _acc) in _VARIANTS.items():
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
-            params=_params,
-            paper_params_m=_paper_m,
-            paper_macs_g=_mflops / 1000,
-            paper_accuracy=_acc,
-            paper_macs_tol_g=0.015 * _mflops / 1000,
+            params=_row.params,
+            paper_params_m=_row.params_m,
+            paper_macs_g=_row.mflops / 1000,
+            paper_accuracy=_row.top1,
+            paper_macs_tol_g=0.015 * _row.mflops / 1000,
             notes=(
                 "Same layers as torchvision shufflenet_v2 (parity-tested). Our conv + linear "
                 "MAC count at 224x224 is 0.5-1.4% below Table 5 (40.5 / 144.9 / 295.8 / "

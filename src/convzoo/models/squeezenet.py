@@ -22,6 +22,8 @@ addition and the text says nothing more. Table 3 gives model sizes, not paramete
 complex bypass model is 7.7MB there (with 4.8MB for 1.248M parameters, i.e. MiB of float32);
 our complex bypass adds 0.341M parameters (1.590M, 6.1MB in those units), so the paper's figure
 cannot be reproduced from its description and is not tested.
+``drop_path_rate`` (default 0; not in the paper) drops the Fire modules that have a bypass through
+the shared stochastic-depth schedule.
 Weights are initialised as in the release: conv10 from N(0, 0.01), the other convs He-uniform.
 """
 
@@ -35,6 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.layers.conv import ConvNormAct
+from convzoo.layers.drop import DropPath, DropPathMode, drop_path_rates
 from convzoo.layers.head import ConvClassifierHead
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
@@ -48,7 +51,19 @@ PAPER = Paper(
 
 Bypass = Literal["none", "simple", "complex"]
 BYPASS_MODES: tuple[str, ...] = ("none", "simple", "complex")
-FireSpec = tuple[int, int, int]  # (squeeze s1x1, expand e1x1, expand e3x3)
+
+
+@dataclass(frozen=True)
+class FireSpec:
+    """A Fire module's row of Table 1: s1x1, e1x1 and e3x3 widths."""
+
+    squeeze_channels: int
+    expand1x1_channels: int
+    expand3x3_channels: int
+
+    @property
+    def out_channels(self) -> int:
+        return self.expand1x1_channels + self.expand3x3_channels
 
 
 @dataclass(frozen=True)
@@ -60,19 +75,22 @@ class SqueezeNetConfig:
     stages: tuple[tuple[FireSpec, ...], ...] = ()
     bypass: Bypass = "none"
     drop_rate: float = 0.5
+    drop_path_rate: float = 0.0
+    drop_path_mode: DropPathMode = "sample"
     num_classes: int = 1000
     in_channels: int = 3
 
 
+# Table 1: fire2 .. fire9.
 _FIRE = {
-    2: (16, 64, 64),
-    3: (16, 64, 64),
-    4: (32, 128, 128),
-    5: (32, 128, 128),
-    6: (48, 192, 192),
-    7: (48, 192, 192),
-    8: (64, 256, 256),
-    9: (64, 256, 256),
+    2: FireSpec(squeeze_channels=16, expand1x1_channels=64, expand3x3_channels=64),
+    3: FireSpec(squeeze_channels=16, expand1x1_channels=64, expand3x3_channels=64),
+    4: FireSpec(squeeze_channels=32, expand1x1_channels=128, expand3x3_channels=128),
+    5: FireSpec(squeeze_channels=32, expand1x1_channels=128, expand3x3_channels=128),
+    6: FireSpec(squeeze_channels=48, expand1x1_channels=192, expand3x3_channels=192),
+    7: FireSpec(squeeze_channels=48, expand1x1_channels=192, expand3x3_channels=192),
+    8: FireSpec(squeeze_channels=64, expand1x1_channels=256, expand3x3_channels=256),
+    9: FireSpec(squeeze_channels=64, expand1x1_channels=256, expand3x3_channels=256),
 }
 
 # Table 1 (1.0) and the v1.1 release: which Fire modules sit between which max pools.
@@ -108,26 +126,38 @@ class Fire(nn.Module):
     def __init__(
         self,
         in_channels: int,
-        squeeze_channels: int,
-        expand1x1_channels: int,
-        expand3x3_channels: int,
+        spec: FireSpec,
         bypass: Bypass = "none",
+        drop_path_rate: float = 0.0,
+        drop_path_mode: DropPathMode = "sample",
     ) -> None:
         super().__init__()
-        self.squeeze = ConvNormAct(in_channels, squeeze_channels, 1, norm_layer=None)
-        self.expand1x1 = ConvNormAct(squeeze_channels, expand1x1_channels, 1, norm_layer=None)
-        self.expand3x3 = ConvNormAct(squeeze_channels, expand3x3_channels, 3, norm_layer=None)
-        self.out_channels = expand1x1_channels + expand3x3_channels
+        self.squeeze = ConvNormAct(in_channels, spec.squeeze_channels, 1, norm_layer=None)
+        self.expand1x1 = ConvNormAct(
+            spec.squeeze_channels, spec.expand1x1_channels, 1, norm_layer=None
+        )
+        self.expand3x3 = ConvNormAct(
+            spec.squeeze_channels, spec.expand3x3_channels, 3, norm_layer=None
+        )
+        self.out_channels = spec.out_channels
         self.shortcut: nn.Module | None = None
         if bypass != "none" and in_channels == self.out_channels:
             self.shortcut = nn.Identity()
         elif bypass == "complex":
             self.shortcut = nn.Conv2d(in_channels, self.out_channels, 1)
+        # With a bypass the Fire module is a residual branch, which stochastic depth may drop.
+        self.drop_path = DropPath(
+            drop_path_rate if self.shortcut is not None else 0.0, drop_path_mode
+        )
+
+    def branch(self, x: Tensor) -> Tensor:
+        s = self.squeeze(x)
+        return torch.cat([self.expand1x1(s), self.expand3x3(s)], dim=1)
 
     def forward(self, x: Tensor) -> Tensor:
-        s = self.squeeze(x)
-        out = torch.cat([self.expand1x1(s), self.expand3x3(s)], dim=1)
-        return out if self.shortcut is None else out + self.shortcut(x)
+        if self.shortcut is None:
+            return self.branch(x)
+        return self.drop_path.add_branch(self.shortcut(x), lambda: self.branch(x))
 
 
 def _min_input_size(stem_kernel_size: int, num_pools: int) -> int:
@@ -144,11 +174,10 @@ class SqueezeNet(ZooModel):
             raise ValueError(f"bypass must be one of {BYPASS_MODES}, got {cfg.bypass!r}")
         if not cfg.stages or not all(cfg.stages):
             raise ValueError("SqueezeNet needs at least one stage and no empty stage")
-        last = cfg.stages[-1][-1]
         super().__init__(
             in_channels=cfg.in_channels,
             num_classes=cfg.num_classes,
-            num_features=last[1] + last[2],
+            num_features=cfg.stages[-1][-1].out_channels,
             min_input_size=_min_input_size(cfg.stem_kernel_size, len(cfg.stages)),
         )
         self.stem = nn.Sequential(
@@ -162,13 +191,14 @@ class SqueezeNet(ZooModel):
             ),
             _pool(),
         )
+        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(len(s) for s in cfg.stages)))
         stages: list[nn.Module] = []
         in_ch = cfg.stem_channels
         for i, fires in enumerate(cfg.stages):
             layers: list[nn.Module] = [_pool()] if i else []
-            for squeeze, e1, e3 in fires:
-                layers.append(Fire(in_ch, squeeze, e1, e3, cfg.bypass))
-                in_ch = e1 + e3
+            for spec in fires:
+                layers.append(Fire(in_ch, spec, cfg.bypass, next(rates), cfg.drop_path_mode))
+                in_ch = spec.out_channels
             stages.append(nn.Sequential(*layers))
         self.stages = nn.Sequential(*stages)
         self.head = ConvClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
@@ -185,7 +215,12 @@ class SqueezeNet(ZooModel):
                     nn.init.zeros_(m.bias)
 
 
-_TINY_STAGES = (((4, 8, 8), (4, 8, 8)), ((4, 8, 8),), ((4, 12, 12),))
+_TINY_FIRE = FireSpec(squeeze_channels=4, expand1x1_channels=8, expand3x3_channels=8)
+_TINY_STAGES = (
+    (_TINY_FIRE, _TINY_FIRE),
+    (_TINY_FIRE,),
+    (FireSpec(squeeze_channels=4, expand1x1_channels=12, expand3x3_channels=12),),
+)
 
 
 def _register(
@@ -215,7 +250,9 @@ def _register(
             paper_accuracy=paper_accuracy,
             notes=notes,
         ),
-        tiny=Tiny(overrides={"stem_channels": 16, "stages": _TINY_STAGES}, input_size=32),
+        # 48 pixels: the unpadded stem and ceil-mode pools leave the last stage 2x2, so its
+        # nominal reduction (16) holds within rounding.
+        tiny=Tiny(overrides={"stem_channels": 16, "stages": _TINY_STAGES}, input_size=48),
     )
 
 

@@ -33,6 +33,10 @@ the 23 release in two more ways, which ``stem_kernel_size`` and ``project_first`
 map (in 23 the projection is a parallel shortcut and the block's first 1x1 conv reads the input);
 the 5x5 stem (64 channels, stride 2, no padding) is in both 23v5 prototxts, 1.0x and 2.0x.
 
+The four stages are ``stages`` (the first at the stem's resolution), the final 1x1 conv the
+``neck``. ``drop_path_rate`` (default 0: neither paper nor release uses it) drops the residual
+branches through the shared stochastic-depth schedule.
+
 Deviations: the FC has a bias (the release's has none: 1000 more parameters). The released
 Caffe models take 227x227 crops; ``input_size`` says 224 like every ImageNet model here.
 pytorchcv's ``sqnxt*`` models are not this network (they widen the stem and final conv, keep one
@@ -49,6 +53,7 @@ from dataclasses import dataclass
 from torch import Tensor, nn
 
 from convzoo.layers.conv import ConvNormAct
+from convzoo.layers.drop import DropPath, DropPathMode, drop_path_rates
 from convzoo.layers.head import ClassifierHead
 from convzoo.models.base import ZooModel
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
@@ -71,6 +76,8 @@ class SqueezeNextConfig:
     project_first: bool = False
     final_channels: int = 128
     drop_rate: float = 0.0
+    drop_path_rate: float = 0.0
+    drop_path_mode: DropPathMode = "sample"
     num_classes: int = 1000
     in_channels: int = 3
 
@@ -97,6 +104,8 @@ class SqNxtBlock(nn.Module):
         vertical_first: bool,
         project_first: bool = False,
         first_in_stage: bool = False,
+        drop_path_rate: float = 0.0,
+        drop_path_mode: DropPathMode = "sample",
     ) -> None:
         super().__init__()
         if out_channels % 4:
@@ -131,11 +140,12 @@ class SqNxtBlock(nn.Module):
             if changes and not project_first
             else nn.Identity()
         )
+        self.drop_path = DropPath(drop_path_rate, drop_path_mode)
         self.act = nn.ReLU()
 
     def forward(self, x: Tensor) -> Tensor:
         x = self.project(x)
-        return self.act(self.shortcut(x) + self.branch(x))
+        return self.act(self.drop_path.add_branch(self.shortcut(x), lambda: self.branch(x)))
 
 
 class SqueezeNext(ZooModel):
@@ -156,6 +166,7 @@ class SqueezeNext(ZooModel):
             ),
             nn.MaxPool2d(3, stride=2, ceil_mode=True),
         )
+        rates = iter(drop_path_rates(cfg.drop_path_rate, sum(cfg.stage_repeats)))
         stages: list[nn.Module] = []
         in_ch, index = cfg.stem_channels, 0
         for i, (out_ch, repeats) in enumerate(zip(widths, cfg.stage_repeats, strict=True)):
@@ -171,23 +182,33 @@ class SqueezeNext(ZooModel):
                         vertical_first,
                         cfg.project_first,
                         first_in_stage=j == 0,
+                        drop_path_rate=next(rates),
+                        drop_path_mode=cfg.drop_path_mode,
                     )
                 )
                 in_ch, index = out_ch, index + 1
             stages.append(nn.Sequential(*blocks))
-        stages.append(ConvNormAct(in_ch, cfg.final_channels, 1))
         self.stages = nn.Sequential(*stages)
+        self.neck = ConvNormAct(in_ch, cfg.final_channels, 1)
         self.head = ClassifierHead(cfg.final_channels, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
-# name: (params of our build, label in the paper, top-1 % where recorded)
-_VARIANTS = {
-    "23_w1": (718_280, "1.0-SqNxt-23", 59.05),
-    "23_w1_5": (1_407_384, "1.5-SqNxt-23", None),
-    "23_w2": (2_362_728, "2.0-SqNxt-23", 67.18),
-    "23v5_w1": (931_016, "1.0-SqNxt-23v5", None),
-    "23v5_w1_5": (1_890_456, "1.5-SqNxt-23v5", None),
-    "23v5_w2": (3_223_912, "2.0-SqNxt-23v5", None),
+@dataclass(frozen=True)
+class Variant:
+    """A network of the paper: its label, top-1 % where recorded, our exact parameter count."""
+
+    label: str
+    params: int
+    top1: float | None = None
+
+
+VARIANTS: dict[str, Variant] = {
+    "23_w1": Variant(label="1.0-SqNxt-23", params=718_280, top1=59.05),
+    "23_w1_5": Variant(label="1.5-SqNxt-23", params=1_407_384),
+    "23_w2": Variant(label="2.0-SqNxt-23", params=2_362_728, top1=67.18),
+    "23v5_w1": Variant(label="1.0-SqNxt-23v5", params=931_016),
+    "23v5_w1_5": Variant(label="1.5-SqNxt-23v5", params=1_890_456),
+    "23v5_w2": Variant(label="2.0-SqNxt-23v5", params=3_223_912),
 }
 _NOTES = (
     "Built as the authors' Caffe release (amirgholami/SqueezeNext train_val.prototxt files; "
@@ -198,7 +219,7 @@ _NOTES = (
     "1.0-SqNxt-23, about 3 points above a re-implementation's 56%; 67.18% for 2.0-SqNxt-23)."
 )
 
-for _key, (_params, _label, _acc) in _VARIANTS.items():
+for _key, _v in VARIANTS.items():
     register_model(
         f"sqnxt{_key}",
         SqueezeNext,
@@ -206,12 +227,12 @@ for _key, (_params, _label, _acc) in _VARIANTS.items():
         info=ModelInfo(
             family="squeezenext",
             paper=PAPER,
-            table=f"Figure 1 (block) and the {_label} network; block details from the Caffe release",
+            table=f"Figure 1 (block) and the {_v.label} network; block details from the Caffe release",
             dataset="imagenet",
             input_size=224,
             num_classes=1000,
-            params=_params,
-            paper_accuracy=_acc,
+            params=_v.params,
+            paper_accuracy=_v.top1,
             notes=_NOTES,
         ),
         tiny=Tiny(

@@ -19,7 +19,7 @@ as on every ResNet in convzoo; it is off by default and not part of the paper.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from torch import nn
 
@@ -30,7 +30,7 @@ from convzoo.layers.helpers import check_probability
 from convzoo.layers.init import init_weights
 from convzoo.layers.preact import NormAct, PreActBlock
 from convzoo.models.base import ZooModel
-from convzoo.models.resnet import ResNet, ResNetConfig
+from convzoo.models.resnet import ResNetConfig, Variant, register_table
 from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 
 PAPER = Paper("Wide Residual Networks", "1605.07146", "Zagoruyko, Komodakis", 2016)
@@ -103,18 +103,30 @@ class WideResNet(ZooModel):
         init_weights(self)
 
 
-# Table 4 (arXiv v4): params (M), CIFAR-10 test error (%); our exact counts.
-_CIFAR_WRNS = {
-    "wrn16_8_cifar": (16, 8, 11.0, 4.27, 10_961_370),
-    "wrn28_10_cifar": (28, 10, 36.5, 4.00, 36_479_194),
-    "wrn40_4_cifar": (40, 4, 8.9, 4.53, 8_949_210),
-}
+@dataclass(frozen=True)
+class CifarRow:
+    """A row of Table 4 (arXiv v4): the paper's params and CIFAR-10 error, our exact count."""
 
-for _name, (_depth, _k, _pm, _err, _params) in _CIFAR_WRNS.items():
+    config: WideResNetConfig
+    params: int
+    paper_params_m: float
+    paper_error: float
+
+
+CIFAR_WRNS = {
+    "wrn16_8_cifar": CifarRow(WideResNetConfig(depth=16, widen_factor=8), params=10_961_370,
+                              paper_params_m=11.0, paper_error=4.27),
+    "wrn28_10_cifar": CifarRow(WideResNetConfig(depth=28, widen_factor=10), params=36_479_194,
+                               paper_params_m=36.5, paper_error=4.00),
+    "wrn40_4_cifar": CifarRow(WideResNetConfig(depth=40, widen_factor=4), params=8_949_210,
+                              paper_params_m=8.9, paper_error=4.53),
+}  # fmt: skip
+
+for _name, _row in CIFAR_WRNS.items():
     register_model(
         _name,
         WideResNet,
-        WideResNetConfig(depth=_depth, widen_factor=_k),
+        _row.config,
         info=ModelInfo(
             family="wide_resnet",
             paper=PAPER,
@@ -122,42 +134,32 @@ for _name, (_depth, _k, _pm, _err, _params) in _CIFAR_WRNS.items():
             dataset="cifar",
             input_size=32,
             num_classes=10,
-            params=_params,
-            paper_params_m=_pm,
-            paper_accuracy=round(100 - _err, 2),
+            params=_row.params,
+            paper_params_m=_row.paper_params_m,
+            paper_accuracy=round(100 - _row.paper_error, 2),
             notes="block_dropout=0.3 gives the paper's dropout variant (section 2.4).",
         ),
         tiny=Tiny(overrides={"depth": 10, "widen_factor": 1, "widths": (4, 8, 16)}, input_size=16),
     )
 
-# Section 3 (ImageNet): WRN-50-2-bottleneck, 68.9M params, 21.9% top-1 error (single crop).
-_IMAGENET_WRNS = {
-    "wide_resnet50_2": ((3, 4, 6, 3), 68.9, 100 - 21.9, 68_883_240),
-    "wide_resnet101_2": ((3, 4, 23, 3), None, None, 126_886_696),
-}
-
-for _name, (_layers, _pm, _acc, _params) in _IMAGENET_WRNS.items():
-    register_model(
-        _name,
-        ResNet,
-        ResNetConfig(block="bottleneck", layers=_layers, base_width=128),
-        info=ModelInfo(
-            family="wide_resnet",
-            paper=PAPER,
-            table="Section 3, ImageNet (WRN-50-2-bottleneck)",
-            dataset="imagenet",
-            input_size=224,
-            num_classes=1000,
-            params=_params,
-            paper_params_m=_pm,
-            paper_accuracy=None if _acc is None else round(_acc, 2),
-            notes="ResNet v1.5 layout (stride on the 3x3 conv) as torchvision."
-            + ("" if _pm else " Depth 101 is not in the paper (torchvision's variant)."),
-        ),
-        tiny=Tiny(
-            overrides={"layers": (1, 1, 1, 1), "widths": (4, 8, 16, 32), "stem_width": 8},
-            input_size=32,
-        ),
-    )
+# Section 3 (ImageNet): WRN-50-2-bottleneck, 68.9M params, 21.9% top-1 error (single crop):
+# ResNet-50 with base_width=128 (the bottleneck's inner convs twice as wide).
+_V15 = "ResNet v1.5 layout (stride on the 3x3 conv) as torchvision."
+_WIDE = ResNetConfig(block="bottleneck", base_width=128)
+IMAGENET_WRNS = {
+    "wide_resnet50_2": Variant(replace(_WIDE, layers=(3, 4, 6, 3)), 68_883_240,
+                               "Section 3, ImageNet (WRN-50-2-bottleneck)", paper_params_m=68.9,
+                               paper_error=21.9, notes=_V15),
+    "wide_resnet101_2": Variant(replace(_WIDE, layers=(3, 4, 23, 3)), 126_886_696,
+                                "Section 3, ImageNet (WRN-50-2-bottleneck)",
+                                notes=_V15 + " Depth 101 is not in the paper (torchvision's "
+                                "variant)."),
+}  # fmt: skip
+register_table(
+    "wide_resnet",
+    PAPER,
+    IMAGENET_WRNS,
+    {"layers": (1, 1, 1, 1), "widths": (4, 8, 16, 32), "stem_width": 8},
+)
 
 __all__ = ["WideResNet", "WideResNetConfig"]

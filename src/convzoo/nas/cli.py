@@ -57,7 +57,11 @@ def cmd_search_scaling(args: argparse.Namespace) -> int:
     from convzoo.nas.scaling import run_scaling_search
 
     train = {k: v for k, v in _CANDIDATE_TRAIN.items() if v is not None}
-    train.update(given_fields(args, TrainConfig), progress=False, plots=False)
+    # Only the candidate flags: ScalingSearchConfig's --output is not a TrainConfig override.
+    given = given_fields(args, TrainConfig)
+    train.update(
+        {k: v for k, v in given.items() if k in _CANDIDATE_TRAIN}, progress=False, plots=False
+    )
     fields = given_fields(args, ScalingSearchConfig)
     fields["model_args"] = parse_model_args(args.model_arg)
     check_model_args(fields.get("base", ScalingSearchConfig.base), fields["model_args"])

@@ -31,6 +31,7 @@ from torch import Tensor
 from tqdm import tqdm
 
 from convzoo.cliutil import UsageError, option, resolve_device, validate_config
+from convzoo.lab.draw_arch import draw_arch
 from convzoo.models.fbnet import spec_to_json
 from convzoo.nas.latency import LatencyTable, measure_latency_table, median_ms
 from convzoo.nas.supernet import SUPERNETS, FBNetSupernet
@@ -172,7 +173,8 @@ def _cycle(loader) -> Iterator[tuple[Tensor, Tensor]]:
 
 
 def run_search(cfg: SearchConfig) -> dict[str, Any]:
-    """The whole search; writes ``arch.json`` (spec), ``model_args.json``, ``search.json``."""
+    """The whole search; writes ``arch.json`` (spec), ``arch.png`` (its picture),
+    ``model_args.json``, ``search.json``."""
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     out = Path(cfg.output)
@@ -220,6 +222,7 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     spec = supernet.sample_spec()
     args = supernet.model_args(spec)
     (out / "arch.json").write_text(spec_to_json(spec, indent=1))
+    draw_arch(spec, out / "arch.png", title=f"searched ({cfg.supernet} supernet)")
     model_args = {k: v for k, v in args.items() if k != "spec"} | {"spec": str(out / "arch.json")}
     (out / "model_args.json").write_text(json.dumps(model_args, indent=1))
     measured = measure_spec_latency(args, net_cfg.input_size, cfg.device, cfg.latency_batch_size)

@@ -7,8 +7,10 @@ scale the base up with phi = 1..7 using the found coefficients (``compound_scale
 
 At small scale here: each candidate trains briefly with ``convzoo.train`` (the same trainer as
 ``convzoo train``), so the ranking is noisy; the report says how many epochs each candidate had.
-The base must be an EfficientNet-style config with ``width_coefficient`` / ``depth_coefficient``
-fields; its resolution is the base input size times gamma (rounded to whole pixels).
+The base needs ``width_coefficient`` / ``depth_coefficient`` config fields (EfficientNet); any
+other base with a ``scaled_<base>`` registration (MobileNet v1 / v2, ResNet-50: EfficientNet's
+Table 3, ``convzoo.lab.scaling``) is searched in that form. Its resolution is the base input size
+times gamma (rounded to whole pixels).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import torch
 from convzoo.bench.counts import count_macs, count_params
 from convzoo.cliutil import option, validate_config
 from convzoo.models.efficientnet import compound_scale
-from convzoo.registry import create_model, model_info, resolve_config
+from convzoo.registry import create_model, list_models, model_info, resolve_config
 
 
 def scaling_grid(
@@ -63,12 +65,21 @@ class ScalingSearchConfig:
         validate_config(self)
 
 
+def _scalable(name: str) -> str:
+    """``name`` itself when its config has the coefficients, else its ``scaled_<name>`` registration."""
+    fields = {f.name for f in dataclasses.fields(resolve_config(name))}
+    if {"width_coefficient", "depth_coefficient"} <= fields:
+        return name
+    return f"scaled_{name}" if list_models(f"scaled_{name}") else name
+
+
 def _scaled_args(cfg: ScalingSearchConfig, depth: float, width: float) -> dict[str, Any]:
     base = resolve_config(cfg.base, **cfg.model_args)
     for field in ("width_coefficient", "depth_coefficient"):
         if not hasattr(base, field):
             raise ValueError(
-                f"{cfg.base}: compound scaling needs a config with {field} (EfficientNet)"
+                f"{cfg.base}: compound scaling needs a config with {field} (EfficientNet) or a "
+                f"'scaled_{cfg.base}' registration (convzoo list 'scaled_*')"
             )
     return {**cfg.model_args, "width_coefficient": base.width_coefficient * width,
             "depth_coefficient": base.depth_coefficient * depth}  # fmt: skip
@@ -84,6 +95,9 @@ def run_scaling_search(cfg: ScalingSearchConfig) -> dict[str, Any]:
     from convzoo.train.config import make_config
     from convzoo.train.engine import train
 
+    base = _scalable(cfg.base)
+    if base != cfg.base:  # the user's overrides are the base's, inside the scaled wrapper
+        cfg = dataclasses.replace(cfg, base=base, model_args={"base_args": dict(cfg.model_args)})
     out = Path(cfg.output)
     out.mkdir(parents=True, exist_ok=True)
     res0 = cfg.base_resolution or model_info(cfg.base).input_size

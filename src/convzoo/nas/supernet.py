@@ -27,12 +27,12 @@ from torch import Tensor, nn
 from convzoo.layers.conv import ConvNormAct
 from convzoo.layers.head import ClassifierHead
 from convzoo.layers.helpers import make_divisible
-from convzoo.models.fbnet import CANDIDATES, MACRO, ArchSpec, BlockSpec, build_block
+from convzoo.models.fbnet import CANDIDATES, MACRO, ArchSpec, BlockSpec, MacroStage, build_block
 
 
 @dataclass(frozen=True)
 class SupernetConfig:
-    macro: tuple[tuple[int, int, int], ...]  # (out_channels, layers, first stride) per stage
+    macro: tuple[MacroStage, ...]
     stem_channels: int = 16
     stem_stride: int = 2
     head_channels: int = 1984
@@ -55,12 +55,24 @@ class SupernetConfig:
     @property
     def layers(self) -> list[tuple[int, int]]:
         """(out_channels, stride) of each searched layer, in order."""
-        return [(self.width(c), s if i == 0 else 1) for c, n, s in self.macro for i in range(n)]
+        return [
+            (self.width(m.out_channels), m.stride if i == 0 else 1)
+            for m in self.macro
+            for i in range(m.layers)
+        ]
 
 
 PAPER_SUPERNET = SupernetConfig(macro=MACRO)
 CIFAR_SUPERNET = SupernetConfig(
-    macro=((16, 1, 1), (24, 2, 1), (32, 2, 2), (64, 2, 2), (112, 2, 1), (184, 2, 2), (352, 1, 1)),
+    macro=(
+        MacroStage(out_channels=16, layers=1, stride=1),
+        MacroStage(out_channels=24, layers=2, stride=1),
+        MacroStage(out_channels=32, layers=2, stride=2),
+        MacroStage(out_channels=64, layers=2, stride=2),
+        MacroStage(out_channels=112, layers=2, stride=1),
+        MacroStage(out_channels=184, layers=2, stride=2),
+        MacroStage(out_channels=352, layers=1, stride=1),
+    ),
     stem_stride=1,
     head_channels=1024,
     input_size=32,
@@ -133,9 +145,9 @@ class FBNetSupernet(nn.Module):
         choice = self.theta.argmax(dim=-1).tolist()
         specs = [layer.specs[k] for layer, k in zip(self.layers, choice)]
         stages, i = [], 0
-        for _, n, _ in self.cfg.macro:
-            stages.append(tuple(specs[i : i + n]))
-            i += n
+        for m in self.cfg.macro:
+            stages.append(tuple(specs[i : i + m.layers]))
+            i += m.layers
         return tuple(stages)
 
     def model_args(self, spec: ArchSpec) -> dict:
