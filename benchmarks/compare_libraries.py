@@ -12,8 +12,12 @@ time recorded apart). Printed ratios (>1 means convzoo is faster):
     fast x    = faster of tv/timm eager inference time / convzoo fast path  (target >= 1.6)
 
 CPU part (``--part cpu``): 2 threads, float32, batch 1: per-image latency of convzoo's CPU fast path
-(inference_mode, channels_last, BatchNorm folding, torch.compile with freezing, eager fallback)
-over torchvision eager (inference_mode, contiguous): ``cz fast / tv`` (target <= 0.8).
+(``bench --fast``: the fastest of inductor, ONNX Runtime and OpenVINO, picked by a trial) over
+torchvision eager (inference_mode, contiguous): ``cz fast / tv`` (target <= 0.8). The full CPU
+comparison against ONNX Runtime and OpenVINO is ``benchmarks/cpu_runtimes.py``.
+
+Every path is prepared and timed by ``convzoo.bench`` (``runtimes.torch_engine``, the ``fast``
+runtime, ``runner.train_step``, ``measure.time_calls``): this script only picks the models.
 
 Architectures not registered in convzoo are skipped with a note. All inputs are 224x224 (the
 ImageNet evaluation size every library shares; NFNet-F0's own is 256). ``--smoke`` runs tiny
@@ -27,25 +31,31 @@ sizes on the CPU so the script itself can be checked anywhere.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import statistics
 import sys
-import time
+import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 import convzoo
-from convzoo.bench.fold import fold_batchnorm
-from convzoo.bench.measure import capture_cuda_graph, time_calls
-from convzoo.bench.runner import BenchConfig, provenance
+from convzoo.bench.measure import time_calls
+from convzoo.bench.runner import BenchConfig, provenance, train_step
+from convzoo.bench.runtimes import (
+    Artifacts,
+    Engine,
+    RuntimeOptions,
+    autocast_context,
+    compiled_model,
+    prepare_engine,
+    torch_engine,
+)
 
 # convzoo name -> (torchvision name, timm name); None where that library lacks the architecture.
 GPU_ARCHS: dict[str, tuple[str | None, str | None]] = {
@@ -92,21 +102,8 @@ def build(library: str, name: str) -> nn.Module:
     return timm.create_model(name, pretrained=False)
 
 
-def _autocast(s: Setup) -> contextlib.AbstractContextManager:
-    if s.dtype is None:
-        return contextlib.nullcontext()
-    # No cast cache, as in convzoo.bench.runner: CUDA graph capture needs it off.
-    return torch.autocast(s.device.type, dtype=s.dtype, cache_enabled=False)
-
-
-def _prepare(model: nn.Module, s: Setup) -> nn.Module:
-    model = model.to(s.device)
-    return model.to(memory_format=torch.channels_last) if s.channels_last else model
-
-
 def _batch(s: Setup, n: int) -> Tensor:
-    x = torch.randn(n, 3, s.input_size, s.input_size, device=s.device)
-    return x.contiguous(memory_format=torch.channels_last) if s.channels_last else x
+    return torch.randn(n, 3, s.input_size, s.input_size, device=s.device)
 
 
 def _median_ms(fn: Callable[[], Any], s: Setup) -> float:
@@ -117,79 +114,65 @@ def _median_ms(fn: Callable[[], Any], s: Setup) -> float:
     return 1e3 * statistics.median(times)
 
 
+def _dtype(s: Setup) -> str:
+    return "float32" if s.dtype is None else str(s.dtype).removeprefix("torch.")
+
+
+def _engine(runtime: str, model: nn.Module, s: Setup, folder: Path) -> Engine:
+    """``model`` prepared by convzoo.bench: ``eager`` as users run it, or the ``fast`` path."""
+    example = torch.zeros(1, 3, s.input_size, s.input_size)
+    opts = RuntimeOptions(threads=torch.get_num_threads(), channels_last=s.channels_last)
+    if runtime == "eager":
+        engine: Engine = torch_engine("eager", model, example, opts, s.device)
+    elif not s.compile:  # the fast path without compilation: folded, channels_last, CUDA graph
+        opts = replace(opts, fold_bn=True, channels_last=True)
+        engine = torch_engine("eager", model, example, opts, s.device)
+        engine.cuda_graph_max_batch = sys.maxsize if s.device.type == "cuda" else 0
+    else:
+        artifacts = Artifacts(model, example, opts, folder)
+        engine = prepare_engine("fast", model, example, opts, artifacts, s.device)
+    if hasattr(engine, "autocast"):
+        engine.autocast = autocast_context(_dtype(s), s.device)
+    return engine
+
+
 def infer_ms(model: nn.Module, s: Setup, batch: int) -> float:
     """Median milliseconds per batch of eager inference."""
-    model = _prepare(model, s).eval()
-    x = _batch(s, batch)
-
-    def call() -> Tensor:
-        with torch.inference_mode(), _autocast(s):
-            return model(x)
-
-    return _median_ms(call, s)
+    with tempfile.TemporaryDirectory() as tmp:
+        return _median_ms(_engine("eager", model, s, Path(tmp)).bind(_batch(s, batch)), s)
 
 
 def train_ms(model: nn.Module, s: Setup) -> float:
     """Median milliseconds per training step (forward, loss, backward, SGD step)."""
-    model = _prepare(model, s).train()
+    model = model.to(s.device).train()
+    if s.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     x = _batch(s, s.train_batch)
+    if s.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
     classes = getattr(model, "num_classes", 1000)  # torchvision models lack it: all are 1000-way
     y = torch.randint(0, classes, (s.train_batch,), device=s.device)
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        with _autocast(s):
-            loss = F.cross_entropy(model(x), y)
-        loss.backward()
-        opt.step()
-
-    return _median_ms(step, s)
+    return _median_ms(train_step(model, x, y, autocast_context(_dtype(s), s.device)), s)
 
 
 def fast_infer_ms(model: nn.Module, s: Setup, batch: int) -> tuple[float, dict[str, Any]]:
-    """convzoo's inference fast path; returns ms per batch and what was used (compile time...)."""
+    """convzoo's inference fast path; returns ms per batch and its settings (compile time...)."""
     x = _batch(s, batch)
-    folded = _prepare(fold_batchnorm(model, x[:1].cpu()), s)
-    info: dict[str, Any] = {"fold_bn": True, "compile": False, "cuda_graph": False}
-    fn: Callable[[Tensor], Tensor] = folded
-    if s.compile:
-        compiled = torch.compile(folded, dynamic=False)
-        import torch._inductor.config as inductor_config
-
-        freezing = (
-            inductor_config.patch(freezing=True)
-            if s.device.type == "cpu"
-            else contextlib.nullcontext()
-        )
-        start = time.perf_counter()
-        try:
-            with freezing, torch.inference_mode(), _autocast(s):
-                compiled(x)
-            if s.device.type == "cuda":
-                torch.cuda.synchronize(s.device)
-            info.update(compile=True, compile_s=time.perf_counter() - start)
-            fn = compiled
-        except Exception as err:  # the eager fallback; the reason goes into the results
-            info["compile_error"] = f"{type(err).__name__}: {str(err)[:200]}"
-
-    def call_fn(inp: Tensor) -> Tensor:
-        with torch.inference_mode(), _autocast(s):
-            return fn(inp)
-
-    call: Callable[[], Tensor] = lambda: call_fn(x)  # noqa: E731
-    if s.device.type == "cuda":
-        try:
-            call = capture_cuda_graph(call_fn, x)
-            info["cuda_graph"] = True
-        except Exception as err:  # recorded: graph capture is an optimisation, not a must
-            info["cuda_graph_error"] = f"{type(err).__name__}: {str(err)[:200]}"
-    return _median_ms(call, s), info
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = _engine("fast", model, s, Path(tmp))
+        engine.run(x)  # compiles, where the engine compiles: not part of the latency
+        call = engine.bind(x)
+        info = dict(engine.settings)
+        compiled = compiled_model(engine)
+        if compiled is not None:
+            info["compile_s"] = sum(compiled.compile_s.values())
+        return _median_ms(call, s), info
 
 
 def _provenance(s: Setup) -> dict[str, Any]:
-    dtype = "float32" if s.dtype is None else str(s.dtype).removeprefix("torch.")
-    full = provenance(BenchConfig(device=str(s.device), dtype=dtype, channels_last=s.channels_last))
+    full = provenance(
+        BenchConfig(device=str(s.device), dtype=_dtype(s), channels_last=s.channels_last)
+    )
     keep = ("device", "device_name", "threads", "dtype", "torch", "cudnn", "python", "date")
     return {
         **{k: full[k] for k in keep},

@@ -25,6 +25,7 @@ from convzoo.bench.runner import (
     registered_spec,
 )
 from convzoo.cli import main
+from convzoo.cliutil import UsageError
 
 # Quick settings: one thread (the CI box has two cores shared with the test runner).
 QUICK = {"warmup": 1, "repeats": 3, "min_repeat_s": 0.001, "threads": 1}
@@ -62,7 +63,7 @@ def report():
 
 def test_every_field_is_measured_and_has_a_unit(report):
     prov = report["provenance"]
-    for key in ("device_name", "dtype", "memory_format", "compile", "torch", "cudnn", "date"):
+    for key in ("device_name", "dtype", "memory_format", "runtimes", "torch", "cudnn", "date"):
         assert key in prov
     assert prov["memory_format"] == "channels_last" and prov["batch_sizes"] == [1, 4]
     assert prov["threads"] == 1
@@ -72,10 +73,21 @@ def test_every_field_is_measured_and_has_a_unit(report):
             assert key in UNITS, key
         assert m["params"] == m["params_trainable"] > 0
         assert sum(m["macs_per_stage"].values()) == m["macs"] > 0
-        assert [b["batch_size"] for b in m["batches"]] == [1, 4]
-        for b in m["batches"]:
-            numeric = {k: v for k, v in b.items() if k not in ("batch_size", "infer_path")}
-            assert len(numeric) >= 10, numeric
+        infer = [b for b in m["batches"] if b["runtime"] == "eager"]
+        train = [b for b in m["batches"] if b["runtime"] == "train (eager)"]
+        assert [b["batch_size"] for b in infer] == [b["batch_size"] for b in train] == [1, 4]
+        for b in train:
+            assert (
+                b["train_ms_per_image_p25"]
+                <= b["train_ms_per_image"]
+                <= b["train_ms_per_image_p75"]
+            )
+            assert b["train_peak_mem_mib"] > 0
+        for b in infer:
+            assert b["settings"]["fold_bn"] and b["settings"]["memory_format"] == "channels_last"
+            skip = ("batch_size", "runtime", "settings")
+            numeric = {k: v for k, v in b.items() if k not in skip}
+            assert len(numeric) >= 8, numeric
             for key, value in numeric.items():
                 assert key in UNITS, f"{key} has no unit"
                 assert isinstance(value, float) and value >= 0, (key, value)
@@ -86,16 +98,18 @@ def test_every_field_is_measured_and_has_a_unit(report):
             )
             assert b["infer_ms_per_image_min"] <= b["infer_ms_per_image_max"]
             assert b["infer_images_per_s"] == pytest.approx(1e3 / b["infer_ms_per_image"])
-            assert b["infer_peak_mem_mib"] > 0 and b["train_peak_mem_mib"] > 0
-        assert m["throughput_batch_size"] == 4
-        assert m["throughput_images_per_s"] == m["batches"][-1]["infer_images_per_s"]
+            assert b["infer_peak_mem_mib"] > 0
+            # BN folding changes rounding only.
+            assert b["max_abs_diff_vs_eager"] < 1e-4
+        assert m["throughput_batch_size"] == 4 and m["throughput_runtime"] == "eager"
+        assert m["throughput_images_per_s"] == infer[-1]["infer_images_per_s"]
         assert not m["errors"]
     assert (
         report["models"][0]["accuracy_top1_pct"] == convzoo.model_info("nin_cifar").paper_accuracy
     )
     assert report["models"][0]["accuracy_dataset"] == "cifar"
     # A batch of 4 holds 4x the activations of a batch of 1.
-    nin = report["models"][0]["batches"]
+    nin = [b for b in report["models"][0]["batches"] if b["runtime"] == "eager"]
     assert nin[1]["infer_peak_mem_mib"] > 2 * nin[0]["infer_peak_mem_mib"]
 
 
@@ -112,12 +126,12 @@ def test_oom_is_recorded_and_the_run_goes_on():
     cfg = BenchConfig(batch_sizes=(1, 2, 8), train=True, **QUICK)
     report = bench_models([tiny_spec("fits_2", oom_above=2), tiny_spec("fits_all")], cfg)
     first, second = report["models"]
-    cells = [b["infer_ms_per_image"] for b in first["batches"]]
+    cells = [b["infer_ms_per_image"] for b in first["batches"][:3]]
     assert isinstance(cells[0], float) and isinstance(cells[1], float) and cells[2] == "OOM"
-    assert first["batches"][2]["train_ms_per_image"] == "OOM"
+    assert first["batches"][5]["train_ms_per_image"] == "OOM"
     assert first["throughput_batch_size"] == 2 and not first["errors"]
     assert any("OOM" in n for n in first["notes"])
-    assert all(isinstance(b["infer_ms_per_image"], float) for b in second["batches"])
+    assert all(isinstance(b["infer_ms_per_image"], float) for b in second["batches"][:3])
 
 
 def test_simulated_memory_cap_records_oom():
@@ -127,7 +141,7 @@ def test_simulated_memory_cap_records_oom():
     assert big["infer_ms_per_image"] == "OOM" and big["infer_peak_mem_mib"] == "OOM"
 
 
-def test_compile_failure_falls_back_to_eager(monkeypatch):
+def test_compile_failure_is_an_error_cell_never_eager_timings(monkeypatch):
     def broken(*args, **kwargs):
         def fn(x):
             raise RuntimeError("no C++ compiler")
@@ -135,9 +149,12 @@ def test_compile_failure_falls_back_to_eager(monkeypatch):
         return fn
 
     monkeypatch.setattr(torch, "compile", broken)
-    result = bench_model(tiny_spec(), BenchConfig(batch_sizes=(1, 2), compile=True, **QUICK))
-    assert [b["infer_path"] for b in result["batches"]] == ["eager", "eager"]
-    assert any("eager fallback" in n and "no C++ compiler" in n for n in result["notes"])
+    cfg = BenchConfig(batch_sizes=(1, 2), runtimes=("eager", "compiled"), **QUICK)
+    result = bench_model(tiny_spec(), cfg)
+    cells = {(b["runtime"], b["batch_size"]): b for b in result["batches"]}
+    assert cells["compiled", 1]["infer_ms_per_image"] == "error"
+    assert isinstance(cells["eager", 1]["infer_ms_per_image"], float)
+    assert any("compiled" in e and "no C++ compiler" in e for e in result["errors"])
 
 
 def test_bad_config_is_rejected():
@@ -145,6 +162,11 @@ def test_bad_config_is_rejected():
         BenchConfig(dtype="float64")
     with pytest.raises(ValueError, match="cuda_graphs"):
         BenchConfig(cuda_graphs=True)
+    with pytest.raises(UsageError, match="runtimes"):
+        BenchConfig(runtimes=("tensorrt",))
+    with pytest.raises(ValueError, match="threads"):
+        BenchConfig(threads=0)
+    assert BenchConfig(fast=True).runtimes == ("eager", "fast")
 
 
 def test_report_files_are_written_and_readable(report, tmp_path):
@@ -155,17 +177,18 @@ def test_report_files_are_written_and_readable(report, tmp_path):
     assert data["provenance"]["torch"] == torch.__version__
     assert data["units"]["macs"].startswith("multiply-adds")
     rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
-    assert [(r["model"], r["batch_size"]) for r in rows] == [
-        ("nin_cifar", "1"),
-        ("nin_cifar", "4"),
-        ("tinynet", "1"),
-        ("tinynet", "4"),
+    assert [(r["model"], r["batch_size"], r["runtime"]) for r in rows] == [
+        (model, batch, runtime)
+        for model in ("nin_cifar", "tinynet")
+        for runtime in ("eager", "train (eager)")
+        for batch in ("1", "4")
     ]
+    assert json.loads(rows[0]["settings"])["fold_bn"] is True
     assert float(rows[0]["infer_ms_per_image"]) == pytest.approx(
         report["models"][0]["batches"][0]["infer_ms_per_image"]
     )
     md = (tmp_path / "bench.md").read_text()
-    assert "| nin_cifar | 1 |" in md and "multiply-adds" in md
+    assert "| nin_cifar | 1 | eager |" in md and "multiply-adds" in md
     for png in ("latency_vs_batch.png", "accuracy_vs_throughput.png", "params_vs_accuracy.png"):
         image = matplotlib.image.imread(tmp_path / png)
         assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
@@ -179,7 +202,7 @@ def test_oom_cells_reach_every_file(tmp_path):
     write_report(report, tmp_path)
     rows = list(csv.DictReader((tmp_path / "bench.csv").open()))
     assert rows[1]["infer_ms_per_image"] == "OOM"
-    assert "| oomy | 4 | OOM |" in (tmp_path / "bench.md").read_text()
+    assert "| oomy | 4 | eager | OOM |" in (tmp_path / "bench.md").read_text()
     assert (
         json.loads((tmp_path / "bench.json").read_text())["models"][0]["batches"][1][
             "infer_ms_per_image"
@@ -201,7 +224,7 @@ def test_accuracy_files(tmp_path):
 def test_cli_bench_writes_files_and_shows_progress(tmp_path, capsys):
     metrics = tmp_path / "m.json"
     metrics.write_text(json.dumps({"nin_cifar": 88.0}))
-    argv = ["bench", "nin_cifar", "--tiny", "--batch-sizes", "1,2", "--repeats", "2"]
+    argv = ["bench", "nin_cifar", "--tiny", "--batch-sizes", "1", "2", "--repeats", "2"]
     argv += ["--warmup", "1", "--min-repeat-s", "0.001", "--threads", "1"]
     argv += ["--metrics", str(metrics), "--output", str(tmp_path / "out")]
     assert main(argv) == 0
@@ -212,10 +235,21 @@ def test_cli_bench_writes_files_and_shows_progress(tmp_path, capsys):
     assert data["models"][0]["accuracy_top1_pct"] == 88.0
 
 
-def test_cli_rejects_bad_batch_sizes(capsys):
+@pytest.mark.parametrize(
+    ("flag", "value", "says"),
+    [
+        ("--batch-sizes", "0", ">= 1"),
+        ("--threads", "0", ">= 1"),
+        ("--runtimes", "trt", "onnxruntime"),
+        ("--device", "tpu", "tpu"),
+    ],
+)
+def test_cli_rejects_bad_values_in_one_line(flag, value, says, capsys):
     with pytest.raises(SystemExit):
-        main(["bench", "nin_cifar", "--batch-sizes", "1,0"])
-    assert "positive" in capsys.readouterr().err
+        main(["bench", "nin_cifar", flag, value])
+    err = capsys.readouterr().err
+    line = err.strip().splitlines()[-1]
+    assert flag in line and says in line and "Traceback" not in err
 
 
 @pytest.mark.slow

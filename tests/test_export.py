@@ -1,4 +1,5 @@
-"""Export to ONNX (checked with onnxruntime) and torch.export, or a clear error."""
+"""Export to ONNX (checked with onnxruntime), OpenVINO, torch.export and int8, or a clear error;
+the check's tolerance is absolute and scaled to the outputs."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import torch
 from torch import nn
 
 import convzoo
+from convzoo.bench.runtimes import RuntimeUnavailable
 from convzoo.cli import main
-from convzoo.interop.export import ExportError, export_model, export_registered
+from convzoo.interop import export as export_mod
+from convzoo.interop.export import ExportConfig, ExportError, export_model, export_registered
 
 # A few families in CI (those registered on this branch); every model in the slow test.
 CI_MODELS = [
@@ -18,13 +21,14 @@ CI_MODELS = [
 
 @pytest.mark.parametrize("name", CI_MODELS)
 def test_onnx_matches_pytorch(name, tmp_path):
-    result = export_registered(name, "onnx", tmp_path / f"{name}.onnx", tiny=True)
+    result = export_registered(ExportConfig(name, tmp_path / f"{name}.onnx", tiny=True))
     assert result.path.stat().st_size > 1000
-    assert result.max_abs_diff <= 1e-4 and result.check_batch_size == 3
+    assert result.max_abs_diff <= result.tolerance and result.check_batch_size == 3
 
 
 def test_torch_export_matches_pytorch(tmp_path):
-    result = export_registered("nin_cifar", "torch-export", tmp_path / "nin.pt2", tiny=True)
+    cfg = ExportConfig("nin_cifar", tmp_path / "nin.pt2", format="torch-export", tiny=True)
+    result = export_registered(cfg)
     assert result.max_abs_diff <= 1e-4
     program = torch.export.load(str(result.path)).module()
     assert program(torch.randn(5, 3, 16, 16)).shape == (5, 10)
@@ -39,9 +43,8 @@ class DataDependent(nn.Module):
 
 def test_unexportable_model_is_a_clear_error(tmp_path):
     with pytest.raises(ExportError, match=r"datadep cannot be exported to torch-export"):
-        export_model(
-            DataDependent(), "torch-export", tmp_path / "d.pt2", input_size=4, name="datadep"
-        )
+        cfg = ExportConfig("datadep", tmp_path / "d.pt2", format="torch-export")
+        export_model(DataDependent(), cfg, input_size=4)
 
 
 def test_cli_export(tmp_path, capsys):
@@ -55,10 +58,82 @@ def test_cli_export(tmp_path, capsys):
     assert "nin_cifar" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--input-size", "0"), ("--calibration-images", "-1")])
+def test_cli_export_refuses_meaningless_sizes_in_one_line(flag, value, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["export", "nin_cifar", "--output", str(tmp_path / "x.onnx"), flag, value])
+    err = capsys.readouterr().err.strip()
+    assert flag in err.splitlines()[-1] and "Traceback" not in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_cli_export_int8_only_where_it_exists(tmp_path, capsys):
+    out = str(tmp_path / "x.pt2")
+    assert main(["export", "nin_cifar", "--format", "torch-export", "--int8", "--output", out]) == 2
+    assert "int8" in capsys.readouterr().err
+
+
+def test_check_tolerance_is_absolute_and_scaled_to_the_outputs(monkeypatch, tmp_path):
+    """A 0.31 difference on outputs of size ~1 fails (it once passed under a relative check);
+    the same tolerance grows with the outputs' magnitude, as float32 rounding does."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    cfg = ExportConfig("lin", tmp_path / "lin.pt2", format="torch-export", atol=1e-4)
+    real_run = export_mod._run
+
+    def off_by(delta: float):
+        return lambda fmt, path, x: real_run(fmt, path, x) + delta
+
+    monkeypatch.setattr(export_mod, "_run", off_by(0.31))
+    with pytest.raises(ExportError, match=r"max \|diff\| 0.31 > tolerance 0.0001"):
+        export_model(model, cfg, input_size=4)
+    monkeypatch.setattr(export_mod, "_run", off_by(5e-5))
+    assert export_model(model, cfg, input_size=4).max_abs_diff == pytest.approx(5e-5, rel=0.1)
+    with torch.no_grad():
+        model[1].weight.mul_(1e5)  # outputs ~1e4: tolerance 1e-4 x the largest output
+    monkeypatch.setattr(export_mod, "_run", off_by(0.05))
+    result = export_model(model, cfg, input_size=4)
+    assert result.tolerance > 0.05 and result.max_abs_diff == pytest.approx(0.05, rel=0.1)
+
+
+def test_openvino_and_int8_exports_run_and_stay_close(tmp_path):
+    ov = export_registered(
+        ExportConfig("nin_cifar", tmp_path / "nin.xml", format="openvino", tiny=True)
+    )
+    assert ov.max_abs_diff <= ov.tolerance and (tmp_path / "nin.bin").exists()
+    assert not list(tmp_path.glob("*.onnx"))  # intermediate files are removed
+    q = export_registered(ExportConfig("nin_cifar", tmp_path / "nin8.onnx", int8=True, tiny=True))
+    assert q.quantization["size_mb_int8"] < q.quantization["size_mb_fp32"]
+    assert q.quantization["calibration_images"] == 64 and q.max_abs_diff <= q.tolerance
+    assert [p.name for p in tmp_path.glob("nin8*")] == ["nin8.onnx"]
+
+
+def test_missing_runtime_is_one_clear_line(monkeypatch, tmp_path, capsys):
+    import importlib
+
+    real = importlib.import_module
+
+    def no_openvino(name, *args):
+        if name.split(".")[0] == "openvino":
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_openvino)
+    out = str(tmp_path / "m.xml")
+    assert main(["export", "nin_cifar", "--tiny", "--format", "openvino", "--output", out]) == 2
+    err = capsys.readouterr().err.strip()
+    assert (
+        err == "convzoo export: error: openvino is not installed: pip install 'convzoo[openvino]'"
+    )
+    with pytest.raises(RuntimeUnavailable):
+        export_registered(
+            ExportConfig("nin_cifar", tmp_path / "m.xml", format="openvino", tiny=True)
+        )
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", convzoo.list_models())
 def test_onnx_every_registered_model(name, tmp_path):
-    export_registered(name, "onnx", tmp_path / f"{name}.onnx", tiny=True)
+    export_registered(ExportConfig(name, tmp_path / f"{name}.onnx", tiny=True))
 
 
 class PerSampleFilters(nn.Module):
@@ -77,6 +152,7 @@ class PerSampleFilters(nn.Module):
 
 
 def test_batch_dependent_graph_falls_back_to_a_fixed_batch(tmp_path):
-    result = export_model(PerSampleFilters(), "onnx", tmp_path / "p.onnx", input_size=6)
+    cfg = ExportConfig("persample", tmp_path / "p.onnx")
+    result = export_model(PerSampleFilters(), cfg, input_size=6)
     assert not result.dynamic_batch and result.check_batch_size == 2
     assert "batch size fixed at 2" in result.note and result.max_abs_diff <= 1e-4

@@ -16,6 +16,7 @@ from convzoo.registry import list_models, model_info
 COMMAND_MODULES: tuple[str, ...] = (
     "convzoo.train.cli",
     "convzoo.bench.cli",
+    "convzoo.interop.export",
     "convzoo.nas.cli",
     "convzoo.lab.cli",
 )

@@ -1,4 +1,4 @@
-"""``convzoo bench``, ``convzoo compare`` and ``convzoo export``: argument parsing only."""
+"""``convzoo bench`` and ``convzoo compare``: argument parsing only."""
 
 from __future__ import annotations
 
@@ -6,19 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from convzoo.bench.runner import DTYPES, BenchConfig, bench_models, registered_spec
+from convzoo.bench.runner import BenchConfig, bench_models, registered_spec
+from convzoo.cliutil import add_command, add_config_flags, checked, given_fields
 
 __all__ = ["add_commands"]
-
-
-def _batch_sizes(text: str) -> tuple[int, ...]:
-    try:
-        sizes = tuple(int(t) for t in text.split(",") if t.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"batch sizes must be integers, got {text!r}") from None
-    if not sizes or min(sizes) < 1:
-        raise argparse.ArgumentTypeError(f"batch sizes must be positive, got {text!r}")
-    return sizes
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -27,28 +18,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     accuracies: dict[str, float] = {}
     for path in args.metrics or []:
         accuracies.update(load_accuracies(path))
-    device = args.device
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda: no CUDA device is available")
-    fast = args.fast
-    cfg = BenchConfig(
-        batch_sizes=args.batch_sizes,
-        device=device,
-        dtype=args.dtype,
-        channels_last=args.channels_last or fast,
-        compile=args.compile or fast,
-        fold_bn=args.fold_bn or fast,
-        cuda_graphs=args.cuda_graphs or (fast and device == "cuda"),
-        train=args.train,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        min_repeat_s=args.min_repeat_s,
-        memory_cap_mib=args.memory_cap_mib,
-        threads=args.threads,
-    )
+    cfg = BenchConfig(**given_fields(args, BenchConfig))
     specs = [
         registered_spec(
             name,
@@ -104,64 +74,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_export(args: argparse.Namespace) -> int:
-    from convzoo.interop.export import export_registered
-
-    result = export_registered(
-        args.model, args.format, args.output, tiny=args.tiny, input_size=args.input_size
-    )
-    print(
-        f"wrote {result.path} ({result.format}); checked at batch {result.check_batch_size}: "
-        f"max |exported - PyTorch| = {result.max_abs_diff:.2e} (tolerance 1e-4)"
-    )
-    if result.note:
-        print(f"note: {result.note}")
-    return 0
-
-
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
+    p = add_command(
+        sub,
         "bench",
-        help="latency vs batch size, throughput, memory, params, MACs; table, CSV/JSON/MD, plots",
+        cmd_bench,
+        help="latency vs batch size on one or more runtimes, throughput, memory, params, MACs; "
+        "table, CSV/JSON/MD, plots",
     )
     p.add_argument("models", nargs="+", metavar="MODEL")
-    p.add_argument("--batch-sizes", type=_batch_sizes, default=(1, 2, 4, 8, 16, 32, 64))
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    p.add_argument("--dtype", choices=tuple(DTYPES), default="float32")
-    p.add_argument("--channels-last", action="store_true")
-    p.add_argument("--compile", action="store_true", help="torch.compile (CPU: with freezing)")
-    p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into convs")
-    p.add_argument("--cuda-graphs", action="store_true", help="CUDA graphs for batch <= 16")
-    p.add_argument(
-        "--fast",
-        action="store_true",
-        help="every fast path for the device: channels_last, BN folding, compile, CUDA graphs",
-    )
-    p.add_argument("--train", action="store_true", help="also time a training step")
     p.add_argument("--tiny", action="store_true", help="registered Tiny configs (smoke runs)")
-    p.add_argument("--input-size", type=int, default=None, help="pixels; default: the model's")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--min-repeat-s", type=float, default=0.05)
-    p.add_argument("--threads", type=int, default=None, help="CPU threads (torch default)")
-    p.add_argument("--memory-cap-mib", type=float, default=None, help="simulated memory size")
+    p.add_argument(
+        "--input-size", type=checked(int, low=1), default=None, help="pixels; default: the model's"
+    )
     p.add_argument(
         "--metrics",
         action="append",
         help="JSON file of top-1 accuracies (repeatable); default: the papers' numbers",
     )
     p.add_argument("--output", type=Path, default=Path("bench_results"))
-    p.set_defaults(func=cmd_bench)
+    add_config_flags(p, BenchConfig, title="what to measure (BenchConfig)")
 
     p = sub.add_parser("compare", help="our params and MACs beside the papers' numbers")
     p.add_argument("pattern", nargs="?", default="*")
     p.add_argument("--markdown", action="store_true", help="print a Markdown table")
     p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("export", help="export to ONNX or torch.export, checked against PyTorch")
-    p.add_argument("model")
-    p.add_argument("--format", choices=("onnx", "torch-export"), default="onnx")
-    p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--tiny", action="store_true", help="the registered Tiny config")
-    p.add_argument("--input-size", type=int, default=None)
-    p.set_defaults(func=cmd_export)

@@ -1,5 +1,5 @@
-"""Timing and peak memory of one callable, and CUDA graph capture; ``runner`` and
-``benchmarks/compare_libraries.py`` both measure with these.
+"""Timing (one callable, or several interleaved in rounds), peak memory, CUDA graph capture;
+everything in convzoo and ``benchmarks/`` that measures time uses these.
 
 Peak memory is the peak of allocated tensor memory during one call ABOVE what was allocated just
 before it. On CUDA it comes from ``torch.cuda.max_memory_allocated``; on the CPU from the CPU
@@ -12,15 +12,26 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import torch
 from torch import Tensor
 
-__all__ = ["capture_cuda_graph", "peak_memory_bytes", "sync", "time_calls"]
+__all__ = [
+    "capture_cuda_graph",
+    "peak_memory_bytes",
+    "sync",
+    "time_calls",
+    "time_interleaved",
+    "timing_stats",
+]
+
+
+MIB = 2**20
 
 
 def sync(device: torch.device) -> None:
@@ -38,23 +49,71 @@ def time_calls(
 ) -> list[float]:
     """Seconds per call of each of ``repeats`` timed repeats, after ``warmup`` untimed calls;
     a repeat runs enough back-to-back calls to last ``min_repeat_s``, synchronized around it."""
-    for _ in range(warmup):
-        fn()
-    sync(device)
-    start = time.perf_counter()
-    fn()
-    sync(device)
-    one = time.perf_counter() - start
-    calls = max(1, math.ceil(min_repeat_s / max(one, 1e-7)))
-    times = []
-    for _ in range(repeats):
+    return time_interleaved(
+        {"": fn}, device, warmup=warmup, repeats=repeats, min_repeat_s=min_repeat_s
+    )[""]
+
+
+def time_interleaved(
+    fns: Mapping[str, Callable[[], Any]],
+    device: torch.device,
+    *,
+    warmup: int,
+    repeats: int,
+    min_repeat_s: float,
+    settle_s: Mapping[str, float] | None = None,
+) -> dict[str, list[float]]:
+    """``time_calls`` for several contenders in rounds: round r times one repeat of each, the
+    starting contender rotating, so slow drifts of the machine (other processes, clocks) hit all
+    alike. ``settle_s[name]``: an untimed pause after that contender's repeat (a runtime whose
+    threads keep spinning after it returns)."""
+    settle = settle_s or {}
+    names = list(fns)
+    calls: dict[str, int] = {}
+    for name in names:
+        for _ in range(warmup):
+            fns[name]()
         sync(device)
         start = time.perf_counter()
-        for _ in range(calls):
-            fn()
+        fns[name]()
         sync(device)
-        times.append((time.perf_counter() - start) / calls)
+        calls[name] = max(1, math.ceil(min_repeat_s / max(time.perf_counter() - start, 1e-7)))
+        _pause(settle.get(name, 0.0))
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            fn, n = fns[name], calls[name]
+            sync(device)
+            start = time.perf_counter()
+            for _ in range(n):
+                fn()
+            sync(device)
+            times[name].append((time.perf_counter() - start) / n)
+            _pause(settle.get(name, 0.0))
     return times
+
+
+def _pause(seconds: float) -> None:
+    if seconds > 0:
+        time.sleep(seconds)
+
+
+def timing_stats(seconds: list[float], batch: int, prefix: str) -> dict[str, float]:
+    """Per-image milliseconds of timed repeats of one batch: median, quartiles; for inference
+    also the fastest and slowest repeat and images per second."""
+    per_image = sorted(1e3 * s / batch for s in seconds)
+    q = statistics.quantiles(per_image, n=4, method="inclusive") if len(per_image) > 1 else None
+    med = statistics.median(per_image)
+    out = {
+        f"{prefix}_ms_per_image": med,
+        f"{prefix}_ms_per_image_p25": q[0] if q else med,
+        f"{prefix}_ms_per_image_p75": q[2] if q else med,
+    }
+    if prefix == "infer":
+        out["infer_ms_per_image_min"] = per_image[0]
+        out["infer_ms_per_image_max"] = per_image[-1]
+        out["infer_images_per_s"] = 1e3 / med
+    return out
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ BATCH_COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("train_ms_per_image", "train ms/img", "{:.3f}"),
     ("train_peak_mem_mib", "train peak MiB", "{:.1f}"),
     ("compile_s", "compile s", "{:.1f}"),
+    ("max_abs_diff_vs_eager", "max|diff| vs eager", "{:.1e}"),
 )
 
 CSV_FIELDS = (
@@ -32,6 +33,7 @@ CSV_FIELDS = (
     "input_size",
     "accuracy_top1_pct",
     "batch_size",
+    "runtime",
     "infer_ms_per_image",
     "infer_ms_per_image_p25",
     "infer_ms_per_image_p75",
@@ -45,6 +47,9 @@ CSV_FIELDS = (
     "train_ms_per_image_p75",
     "train_peak_mem_mib",
     "compile_s",
+    "max_abs_diff_vs_eager",
+    "settings",
+    "unavailable",
 )
 
 
@@ -81,9 +86,9 @@ def _batch_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
     used = [
         c for c in BATCH_COLUMNS if any(c[0] in b for m in report["models"] for b in m["batches"])
     ]
-    header = ["model", "batch", *(h for _, h, _ in used)]
+    header = ["model", "batch", "runtime", *(h for _, h, _ in used)]
     rows = [
-        [m["model"], str(b["batch_size"]), *(_fmt(b.get(k), f) for k, _, f in used)]
+        [m["model"], str(b["batch_size"]), b["runtime"], *(_fmt(b.get(k), f) for k, _, f in used)]
         for m in report["models"]
         for b in m["batches"]
     ]
@@ -108,7 +113,7 @@ def _provenance_line(report: Mapping[str, Any]) -> str:
     p = report["provenance"]
     return (
         f"{p['device_name']} ({p['device']}, {p['threads']} threads), {p['dtype']}, "
-        f"{p['memory_format']}, compile={p['compile']}, fold_bn={p['fold_bn']}, "
+        f"{p['memory_format']}, runtimes={','.join(p['runtimes'])}, fold_bn={p['fold_bn']}, "
         f"cuda_graphs={p['cuda_graphs']}, torch {p['torch']}, cuDNN {p['cudnn']}, {p['date']}"
     )
 
@@ -164,6 +169,15 @@ def _markdown(report: Mapping[str, Any]) -> str:
         "",
         *(f"- `{k}`: {v}" for k, v in report["units"].items()),
     ]
+    settings = {
+        (m["model"], b["runtime"], b["batch_size"]): b["settings"]
+        for m in report["models"]
+        for b in m["batches"]
+        if b.get("settings")
+    }
+    if settings:
+        lines += ["", "## Runtime settings (per model, runtime, batch)", ""]
+        lines += [f"- {m} {r} @{b}: `{json.dumps(v)}`" for (m, r, b), v in settings.items()]
     notes = [f"- {m['model']}: {n}" for m in report["models"] for n in m["notes"] + m["errors"]]
     if notes:
         lines += ["", "## Notes", "", *notes]
@@ -176,7 +190,8 @@ def _write_csv(report: Mapping[str, Any], path: Path) -> None:
         writer.writeheader()
         for m in report["models"]:
             for b in m["batches"]:
-                writer.writerow({**{k: m.get(k) for k in CSV_FIELDS}, **b})
+                settings = json.dumps(b["settings"]) if "settings" in b else None
+                writer.writerow({**{k: m.get(k) for k in CSV_FIELDS}, **b, "settings": settings})
 
 
 def _label(m: Mapping[str, Any]) -> str:
@@ -196,13 +211,16 @@ def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
 
     fig, ax = plt.subplots(figsize=(7, 5))
     for m in models:
-        pts = [
-            (b["batch_size"], b["infer_ms_per_image"])
-            for b in m["batches"]
-            if isinstance(b.get("infer_ms_per_image"), float)
-        ]
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=m["model"])
+        runtimes = dict.fromkeys(b["runtime"] for b in m["batches"])
+        for runtime in runtimes:  # one line per model x runtime
+            pts = [
+                (b["batch_size"], b["infer_ms_per_image"])
+                for b in m["batches"]
+                if b["runtime"] == runtime and isinstance(b.get("infer_ms_per_image"), float)
+            ]
+            if pts:
+                label = m["model"] if len(runtimes) == 1 else f"{m['model']} {runtime}"
+                ax.plot(*zip(*pts), marker="o", label=label)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     batch_sizes = p["batch_sizes"]

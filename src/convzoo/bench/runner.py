@@ -1,30 +1,31 @@
-"""Latency against batch size, throughput, peak memory and training-step cost of models.
+"""Latency against batch size on one or more runtimes, throughput, peak memory and training-step
+cost of models.
 
 Units (every field name carries its unit; ``UNITS`` spells them out): latency in milliseconds per
 image (the time of one batch divided by its size), throughput in images per second, memory in MiB
 (2**20 bytes), MACs in multiply-adds per image, compile time in seconds.
 
-Timing: ``warmup`` untimed calls, then ``repeats`` timed repeats, each of enough back-to-back calls
-to last ``min_repeat_s``; the device is synchronized before and after each repeat. We report the
-median over repeats and their spread (25th and 75th percentiles, min, max).
+Timing: at each batch size every runtime (``bench.runtimes``) is prepared, warmed up with
+``warmup`` untimed calls, then timed in ``repeats`` interleaved rounds (``measure.
+time_interleaved``): each round times one repeat of every runtime, a repeat being enough
+back-to-back calls to last ``min_repeat_s``. We report the median over repeats and their spread
+(25th and 75th percentiles, min, max). Each cell records its runtime, the settings it ran with,
+and the largest difference of its outputs from eager PyTorch on the same input.
 
 Peak memory is the peak of allocated tensor memory during one call ABOVE what was allocated just
 before it (so weights and the input batch are not counted, activations and workspaces are); see
-``measure.peak_memory_bytes`` for how it is read on CUDA and on the CPU.
+``measure.peak_memory_bytes`` for how it is read on CUDA and on the CPU. Runtimes outside PyTorch
+(ONNX Runtime, OpenVINO) allocate where PyTorch cannot see: their cells record no memory.
 
 A cell that does not fit records "OOM" (``torch.OutOfMemoryError``, or a measured peak above the
-simulated cap ``memory_cap_mib``) and the run goes on. Other errors record "error" in the cell and
-their message in the model's ``errors``.
+simulated cap ``memory_cap_mib``) and the run goes on; a runtime whose package is missing records
+"unavailable" and its one-line reason; other errors record "error" in the cell and their message
+in the model's ``errors``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
-import datetime
-import platform
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,9 +35,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from convzoo.bench.counts import count_macs, count_params, count_stage_macs
-from convzoo.bench.fold import fold_batchnorm
-from convzoo.bench.measure import capture_cuda_graph, peak_memory_bytes, sync, time_calls
-from convzoo.registry import create_model, get_entry
+from convzoo.bench.measure import MIB, peak_memory_bytes, time_calls, time_interleaved, timing_stats
+from convzoo.bench.runtimes import (
+    Artifacts,
+    Engine,
+    RuntimeOptions,
+    RuntimeUnavailable,
+    TorchEngine,
+    autocast_context,
+    compiled_model,
+    prepare_engine,
+)
+from convzoo.bench.spec import UNITS, BenchConfig, ModelSpec, provenance, registered_spec
 
 __all__ = [
     "UNITS",
@@ -46,217 +56,13 @@ __all__ = [
     "bench_models",
     "provenance",
     "registered_spec",
+    "train_step",
 ]
 
 OOM = "OOM"
 ERROR = "error"
-MIB = 2**20
-
-UNITS: dict[str, str] = {
-    "params": "parameters (count)",
-    "params_trainable": "parameters (count)",
-    "macs": "multiply-adds per image (one multiply-add = 1 MAC = 2 FLOPs)",
-    "macs_per_stage": "multiply-adds per image",
-    "input_size": "pixels (height = width)",
-    "batch_size": "images",
-    "infer_ms_per_image": "ms per image, median over repeats",
-    "infer_ms_per_image_p25": "ms per image, 25th percentile over repeats",
-    "infer_ms_per_image_p75": "ms per image, 75th percentile over repeats",
-    "infer_ms_per_image_min": "ms per image, fastest repeat",
-    "infer_ms_per_image_max": "ms per image, slowest repeat",
-    "infer_images_per_s": "images per second (batch size / median batch time)",
-    "infer_peak_mem_mib": "MiB above the level before the call (activations, workspace)",
-    "train_ms_per_image": "ms per image for forward + backward + SGD step, median over repeats",
-    "train_ms_per_image_p25": "ms per image, 25th percentile",
-    "train_ms_per_image_p75": "ms per image, 75th percentile",
-    "train_peak_mem_mib": "MiB above the level before the step (activations, gradients, momentum)",
-    "compile_s": "seconds for the first compiled call (compilation + one run), not in latency",
-    "throughput_images_per_s": "images per second at the largest batch size that fit",
-    "accuracy_top1_pct": "top-1 accuracy in percent",
-}
-
-
-@dataclass(frozen=True)
-class BenchConfig:
-    batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16, 32, 64)
-    device: str = "cpu"
-    dtype: str = "float32"  # float32 | bfloat16 | float16; the last two via autocast
-    channels_last: bool = False
-    compile: bool = False  # torch.compile for inference; on the CPU with freezing
-    fold_bn: bool = False  # BatchNorm folded into the preceding conv for inference
-    cuda_graphs: bool = False  # replay a captured CUDA graph for batches <= cuda_graph_max_batch
-    cuda_graph_max_batch: int = 16
-    train: bool = False  # also time a training step (eager, SGD with momentum)
-    warmup: int = 3
-    repeats: int = 7
-    min_repeat_s: float = 0.05
-    memory_cap_mib: float | None = None  # simulated memory size: a bigger peak is recorded as OOM
-    threads: int | None = None  # torch.set_num_threads on the CPU; None keeps torch's default
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise ValueError(f"batch sizes must be positive, got {self.batch_sizes}")
-        if self.repeats < 1 or self.warmup < 0:
-            raise ValueError("repeats must be >= 1 and warmup >= 0")
-        if self.cuda_graphs and not self.device.startswith("cuda"):
-            raise ValueError("cuda_graphs needs device='cuda'")
-
-    @property
-    def memory_format(self) -> str:
-        return "channels_last" if self.channels_last else "contiguous (NCHW)"
-
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """What to benchmark: a name, how to build the module (on CPU, float32), its input."""
-
-    name: str
-    build: Callable[[], nn.Module]
-    input_size: int
-    in_channels: int = 3
-    num_classes: int = 1000
-    accuracy: float | None = None  # top-1 %, for the accuracy plots
-    accuracy_source: str = ""
-    accuracy_dataset: str = ""  # plots label each point with it: CIFAR and ImageNet do not mix
-
-
-def registered_spec(
-    name: str,
-    *,
-    tiny: bool = False,
-    input_size: int | None = None,
-    accuracy: float | None = None,
-    accuracy_source: str = "",
-) -> ModelSpec:
-    """A registered model, full size or at its ``Tiny`` overrides and input size. Accuracy
-    defaults to the paper's number in ``model_info``."""
-    entry = get_entry(name)
-    overrides = dict(entry.tiny.overrides) if tiny else {}
-    cfg_classes = overrides.get("num_classes", entry.info.num_classes)
-    size = input_size or (entry.tiny.input_size if tiny else entry.info.input_size)
-    dataset = ""
-    if accuracy is None and entry.info.paper_accuracy is not None:
-        accuracy = entry.info.paper_accuracy
-        dataset = entry.info.paper_accuracy_dataset or entry.info.dataset
-        accuracy_source = f"paper ({entry.info.table})"
-    return ModelSpec(
-        name=name,
-        build=lambda: create_model(name, **overrides),
-        input_size=size,
-        in_channels=entry.info.in_channels,
-        num_classes=cfg_classes,
-        accuracy=accuracy,
-        accuracy_source=accuracy_source,
-        accuracy_dataset=dataset,
-    )
-
-
-def provenance(cfg: BenchConfig) -> dict[str, Any]:
-    """Where and how the numbers were taken; stored with every result."""
-    dev = torch.device(cfg.device)
-    if dev.type == "cuda":
-        name = torch.cuda.get_device_name(dev)
-        cudnn = torch.backends.cudnn.version()
-    else:
-        name = _cpu_name()
-        cudnn = None
-    return {
-        "device": cfg.device,
-        "device_name": name,
-        "threads": torch.get_num_threads(),
-        "dtype": cfg.dtype + (" (autocast)" if cfg.dtype != "float32" else ""),
-        "memory_format": cfg.memory_format,
-        "compile": cfg.compile,
-        "fold_bn": cfg.fold_bn,
-        "cuda_graphs": cfg.cuda_graphs,
-        "batch_sizes": list(cfg.batch_sizes),
-        "warmup": cfg.warmup,
-        "repeats": cfg.repeats,
-        "min_repeat_s": cfg.min_repeat_s,
-        "memory_method": (
-            "torch.cuda.max_memory_allocated above the level before the call"
-            if dev.type == "cuda"
-            else "CPU allocator events from torch.profiler(profile_memory=True): peak above the level before the call"
-        ),
-        "memory_cap_mib": cfg.memory_cap_mib,
-        "torch": torch.__version__,
-        "cudnn": cudnn,
-        "python": platform.python_version(),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-# ---------------------------------------------------------------------------------------------
-# Summaries of measurements
-
-
-def _timing(cfg: BenchConfig) -> dict[str, Any]:
-    return {"warmup": cfg.warmup, "repeats": cfg.repeats, "min_repeat_s": cfg.min_repeat_s}
-
-
-def _stats(seconds: list[float], batch: int, prefix: str) -> dict[str, float]:
-    per_image = sorted(1e3 * s / batch for s in seconds)
-    q = statistics.quantiles(per_image, n=4, method="inclusive") if len(per_image) > 1 else None
-    med = statistics.median(per_image)
-    out = {
-        f"{prefix}_ms_per_image": med,
-        f"{prefix}_ms_per_image_p25": q[0] if q else med,
-        f"{prefix}_ms_per_image_p75": q[2] if q else med,
-    }
-    if prefix == "infer":
-        out["infer_ms_per_image_min"] = per_image[0]
-        out["infer_ms_per_image_max"] = per_image[-1]
-        out["infer_images_per_s"] = 1e3 / med
-    return out
-
-
-def _check_cap(peak: int, cfg: BenchConfig, what: str) -> None:
-    if cfg.memory_cap_mib is not None and peak > cfg.memory_cap_mib * MIB:
-        raise torch.OutOfMemoryError(
-            f"{what}: peak {peak / MIB:.1f} MiB exceeds the simulated cap {cfg.memory_cap_mib} MiB"
-        )
-
-
-# ---------------------------------------------------------------------------------------------
-# Inference fast paths
-
-
-def _autocast(cfg: BenchConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    if cfg.dtype == "float32":
-        return contextlib.nullcontext()
-    # No cast cache: a CUDA graph captured with it would replay casts freed after capture (the
-    # cache is cleared when each call leaves autocast anyway, so it saves nothing here).
-    return torch.autocast(device_type=device.type, dtype=DTYPES[cfg.dtype], cache_enabled=False)
-
-
-def _prepare_eval(model: nn.Module, spec: ModelSpec, cfg: BenchConfig, device: torch.device):
-    model = model.eval()
-    if cfg.fold_bn:
-        model = fold_batchnorm(
-            model, torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
-        )
-    model = model.to(device)
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    return model
-
-
-def _input(batch: int, spec: ModelSpec, cfg: BenchConfig, device: torch.device) -> Tensor:
-    x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
-    return x.contiguous(memory_format=torch.channels_last) if cfg.channels_last else x
+UNAVAILABLE = "unavailable"
+INFER_KEYS = ("infer_ms_per_image", "infer_images_per_s", "infer_peak_mem_mib")
 
 
 def _is_oom(err: BaseException) -> bool:
@@ -268,142 +74,171 @@ def _free(device: torch.device) -> None:
         torch.cuda.empty_cache()
 
 
-# ---------------------------------------------------------------------------------------------
-# One model
+def _check_cap(peak: int, cfg: BenchConfig, what: str) -> None:
+    if cfg.memory_cap_mib is not None and peak > cfg.memory_cap_mib * MIB:
+        raise torch.OutOfMemoryError(
+            f"{what}: peak {peak / MIB:.1f} MiB exceeds the simulated cap {cfg.memory_cap_mib} MiB"
+        )
 
 
 @dataclass
-class _State:
+class _Model:
+    """One model's benchmark state: its engines per runtime and what went wrong."""
+
+    spec: ModelSpec
+    cfg: BenchConfig
+    device: torch.device
+    artifacts: Artifacts
+    engines: dict[str, Engine | str] = field(default_factory=dict)  # str: why not available
     errors: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    compiled: Callable[[Tensor], Tensor] | None = None
-    compile_ok: bool = True
 
 
-def _infer_cell(
-    eager: nn.Module,
-    batch: int,
-    spec: ModelSpec,
-    cfg: BenchConfig,
-    device: torch.device,
-    state: _State,
-) -> dict[str, Any]:
-    x = _input(batch, spec, cfg, device)
-    row: dict[str, Any] = {}
+def _options(cfg: BenchConfig, calibration: Tensor | None) -> RuntimeOptions:
+    return RuntimeOptions(
+        threads=cfg.threads or torch.get_num_threads(),
+        fold_bn=cfg.fold_bn,
+        channels_last=cfg.channels_last,
+        calibration=calibration,
+    )
 
-    def eager_fn(inp: Tensor) -> Tensor:
-        with torch.inference_mode(), _autocast(cfg, device):
-            return eager(inp)
 
-    fn: Callable[[Tensor], Tensor] = eager_fn
-    path = "eager"
-    if cfg.compile and state.compile_ok:
-        if state.compiled is None:
-            # One graph per batch size (static shapes are fastest); every batch size is a
-            # recompile of the same code, hence the raised limit in bench_model.
-            state.compiled = torch.compile(eager, dynamic=False)
-        compiled = state.compiled
-
-        def compiled_fn(inp: Tensor) -> Tensor:
-            with torch.inference_mode(), _autocast(cfg, device):
-                return compiled(inp)
-
-        import torch._inductor.config as inductor_config
-
-        freezing = (
-            inductor_config.patch(freezing=True)  # weights as constants: CPU inference only
-            if device.type == "cpu"
-            else contextlib.nullcontext()
+def _engine(state: _Model, runtime: str, model: nn.Module, opts: RuntimeOptions) -> Engine | str:
+    """The prepared engine of ``runtime``, or the one-line reason it cannot run."""
+    if runtime not in state.engines:
+        example = torch.zeros(
+            1, state.spec.in_channels, state.spec.input_size, state.spec.input_size
         )
-        start = time.perf_counter()
         try:
-            with freezing:
-                compiled_fn(x)
-            sync(device)
-            row["compile_s"] = time.perf_counter() - start
-            fn, path = compiled_fn, "compiled" + (" (freezing)" if device.type == "cpu" else "")
-        except Exception as err:
-            if _is_oom(err):
-                raise
-            state.compile_ok = False
-            state.notes.append(
-                f"torch.compile failed, eager fallback: {type(err).__name__}: {str(err)[:200]}"
-            )
-    plain: Callable[[], Tensor] = lambda: fn(x)  # noqa: E731
-    call = plain
-    if cfg.cuda_graphs and batch <= cfg.cuda_graph_max_batch:
-        try:
-            call = capture_cuda_graph(fn, x)
-            path += " + CUDA graph"
-        except Exception as err:
-            if _is_oom(err):
-                raise
-            state.notes.append(f"CUDA graph capture failed at batch {batch}: {err}")
-    # Memory after one call so lazily allocated workspaces are in place; before timing so an
-    # over-cap batch is not timed.
-    call()
-    # A CUDA graph allocates its memory pool at capture, so replays allocate nothing: measure
-    # the same work uncaptured.
-    peak = peak_memory_bytes(plain, device)
-    _check_cap(peak, cfg, f"inference at batch {batch}")
-    row.update(_stats(time_calls(call, device, **_timing(cfg)), batch, "infer"))
-    row["infer_peak_mem_mib"] = peak / MIB
-    row["infer_path"] = path
-    return row
+            engine = prepare_engine(runtime, model, example, opts, state.artifacts, state.device)
+            if isinstance(engine, TorchEngine):
+                engine.autocast = autocast_context(state.cfg.dtype, state.device)
+                if state.cfg.cuda_graphs and runtime != "fast":  # fast decides for itself
+                    engine.cuda_graph_max_batch = state.cfg.cuda_graph_max_batch
+            state.engines[runtime] = engine
+        except RuntimeUnavailable as err:
+            state.engines[runtime] = str(err)
+            state.notes.append(f"{runtime}: {err}")
+    return state.engines[runtime]
 
 
-def _train_cell(
-    model: nn.Module, batch: int, spec: ModelSpec, cfg: BenchConfig, device: torch.device
-) -> dict[str, Any]:
-    x = _input(batch, spec, cfg, device)
-    y = torch.randint(0, max(spec.num_classes, 1), (batch,), device=device)
+def _failed(state: _Model, runtime: str, what: str, err: BaseException) -> dict[str, Any]:
+    _free(state.device)
+    if _is_oom(err):
+        state.notes.append(f"{runtime} {what}: OOM ({str(err).splitlines()[0][:200]})")
+        return dict.fromkeys(INFER_KEYS, OOM)
+    state.errors.append(f"{runtime} {what}: {type(err).__name__}: {str(err)[:400]}")
+    return dict.fromkeys(INFER_KEYS, ERROR)
+
+
+def _ready_cell(
+    state: _Model, engine: Engine, x: Tensor, reference: Tensor
+) -> tuple[Callable[[], Any], dict[str, Any]]:
+    """Bind ``engine`` to ``x`` (compiling, capturing, converting as it needs), check its outputs
+    against eager, and measure its peak memory: everything before the timed rounds."""
+    batch = x.shape[0]
+    out = engine.run(x)  # the first call at this shape: compiles, where the engine compiles
+    call = engine.bind(x)
+    cell: dict[str, Any] = {"settings": dict(engine.settings)}
+    compiled = compiled_model(engine)
+    if compiled is not None:
+        shape = tuple(x.shape)
+        cell["compile_s"] = compiled.compile_s[shape]
+        cell["settings"]["graphs_compiled"] = compiled.graphs[shape]
+    cell["max_abs_diff_vs_eager"] = (out.float().cpu() - reference).abs().max().item()
+    if isinstance(engine, TorchEngine):
+        peak = peak_memory_bytes(engine.plain(x), state.device)
+        _check_cap(peak, state.cfg, f"{engine.runtime} inference at batch {batch}")
+        cell["infer_peak_mem_mib"] = peak / MIB
+    else:
+        cell["infer_peak_mem_mib"] = None
+    return call, cell
+
+
+def _infer_batch(
+    state: _Model, model: nn.Module, opts: RuntimeOptions, batch: int
+) -> list[dict[str, Any]]:
+    """One row per runtime at ``batch``, timed in interleaved rounds."""
+    spec, cfg, device = state.spec, state.cfg, state.device
+    gen = torch.Generator().manual_seed(batch)
+    x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, generator=gen)
+    rows: dict[str, dict[str, Any]] = {}
+    calls: dict[str, Callable[[], Any]] = {}
+    settle: dict[str, float] = {}
+    reference: Tensor | None = None
+    for runtime in cfg.runtimes:
+        rows[runtime] = {"batch_size": batch, "runtime": runtime}
+        engine = _engine(state, runtime, model, opts)
+        if isinstance(engine, str):
+            rows[runtime].update({**dict.fromkeys(INFER_KEYS, UNAVAILABLE), "unavailable": engine})
+            continue
+        try:
+            if reference is None:  # eager float32 on the CPU: what every runtime should give
+                with torch.inference_mode():
+                    reference = model.eval()(x).float()
+            calls[runtime], cell = _ready_cell(state, engine, x.to(device), reference)
+            rows[runtime].update(cell)
+            settle[runtime] = engine.settle_s
+        except Exception as err:
+            rows[runtime].update(_failed(state, runtime, f"at batch {batch}", err))
+    if calls:
+        try:
+            times = time_interleaved(calls, device, warmup=cfg.warmup, repeats=cfg.repeats,
+                                     min_repeat_s=cfg.min_repeat_s, settle_s=settle)  # fmt: skip
+            for runtime, seconds in times.items():
+                rows[runtime].update(timing_stats(seconds, batch, "infer"))
+        except Exception as err:
+            for runtime in calls:
+                rows[runtime].update(_failed(state, runtime, f"timing at batch {batch}", err))
+    return list(rows.values())
+
+
+def train_step(
+    model: nn.Module, x: Tensor, y: Tensor, autocast: Callable[[], Any]
+) -> Callable[[], None]:
+    """One SGD-with-momentum training step on a fixed batch (the training cell's timed call)."""
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        with _autocast(cfg, device):
+        with autocast():
             loss = F.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
 
-    step()  # creates gradients and momentum buffers: the steady state a training run is in
-    peak = peak_memory_bytes(step, device)
-    _check_cap(peak, cfg, f"training at batch {batch}")
-    row = _stats(time_calls(step, device, **_timing(cfg)), batch, "train")
-    row["train_peak_mem_mib"] = peak / MIB
+    return step
+
+
+def _train_row(state: _Model, model: nn.Module, batch: int) -> dict[str, Any]:
+    spec, cfg, device = state.spec, state.cfg, state.device
+    x = torch.randn(batch, spec.in_channels, spec.input_size, spec.input_size, device=device)
+    if cfg.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, max(spec.num_classes, 1), (batch,), device=device)
+    step = train_step(model, x, y, autocast_context(cfg.dtype, device))
+
+    row: dict[str, Any] = {"batch_size": batch, "runtime": "train (eager)"}
+    try:
+        step()  # creates gradients and momentum buffers: the steady state a training run is in
+        peak = peak_memory_bytes(step, device)
+        _check_cap(peak, cfg, f"training at batch {batch}")
+        times = time_calls(step, device, warmup=cfg.warmup, repeats=cfg.repeats,
+                           min_repeat_s=cfg.min_repeat_s)  # fmt: skip
+        row.update(timing_stats(times, batch, "train"), train_peak_mem_mib=peak / MIB)
+    except Exception as err:
+        _free(device)
+        if not _is_oom(err):
+            state.errors.append(f"training at batch {batch}: {type(err).__name__}: {err}")
+        else:
+            state.notes.append(f"training at batch {batch}: OOM ({str(err).splitlines()[0][:200]})")
+        row.update(dict.fromkeys(("train_ms_per_image", "train_peak_mem_mib"),
+                                 OOM if _is_oom(err) else ERROR))  # fmt: skip
     return row
 
 
-def _guarded(
-    fn: Callable[[], dict[str, Any]], keys: tuple[str, ...], what: str, state: _State, device
-) -> dict[str, Any]:
-    try:
-        return fn()
-    except Exception as err:
-        _free(device)
-        if _is_oom(err):
-            state.notes.append(f"{what}: OOM ({str(err).splitlines()[0][:200]})")
-            return dict.fromkeys(keys, OOM)
-        state.errors.append(f"{what}: {type(err).__name__}: {err}")
-        return dict.fromkeys(keys, ERROR)
-
-
-def _apply_threads(cfg: BenchConfig) -> None:
-    if cfg.threads is not None and torch.device(cfg.device).type == "cpu":
-        torch.set_num_threads(cfg.threads)
-
-
-def bench_model(
-    spec: ModelSpec,
-    cfg: BenchConfig,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Counts and measurements of one model; see the module docstring for units and method."""
-    device = torch.device(cfg.device)
-    _apply_threads(cfg)
-    model = spec.build()
+def _counts(spec: ModelSpec, model: nn.Module) -> dict[str, Any]:
     meta = copy.deepcopy(model).to("meta")  # counting on meta costs no arithmetic
-    result: dict[str, Any] = {
+    return {
         "model": spec.name,
         "params": count_params(model),
         "params_trainable": count_params(model, trainable_only=True),
@@ -414,56 +249,68 @@ def bench_model(
         "accuracy_source": spec.accuracy_source,
         "accuracy_dataset": spec.accuracy_dataset,
     }
-    del meta
-    state = _State()
-    eager = _prepare_eval(copy.deepcopy(model) if cfg.train else model, spec, cfg, device)
+
+
+def _throughput(result: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """The best images/s at the largest batch size where any runtime fitted."""
+    fitted = [r for r in rows if isinstance(r.get("infer_images_per_s"), float)]
+    best = max(fitted, key=lambda r: (r["batch_size"], r["infer_images_per_s"]), default=None)
+    result["throughput_images_per_s"] = best["infer_images_per_s"] if best else OOM
+    result["throughput_batch_size"] = best["batch_size"] if best else None
+    result["throughput_runtime"] = best["runtime"] if best else None
+
+
+def bench_model(
+    spec: ModelSpec,
+    cfg: BenchConfig,
+    progress: Callable[[str], None] | None = None,
+    calibration: Tensor | None = None,
+) -> dict[str, Any]:
+    """Counts and measurements of one model; see the module docstring for units and method.
+    ``calibration``: images for the int8 runtimes (default: ``cfg.calibration_data``)."""
+    device = torch.device(cfg.device)
+    _apply_threads(cfg)
+    model = spec.build().eval()
+    result = _counts(spec, model)
+    if calibration is None and any(r.endswith("-int8") for r in cfg.runtimes):
+        from convzoo.bench.quantize import calibration_images
+
+        calibration = calibration_images(cfg.calibration_data, size=spec.input_size,
+                                         count=cfg.calibration_images)  # fmt: skip
+    opts = _options(cfg, calibration)
+    example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
+    state = _Model(spec, cfg, device, Artifacts(model, example, opts))
     rows: list[dict[str, Any]] = []
-    if cfg.compile:
-        torch._dynamo.reset()  # models share ZooModel.forward: start each with a clean cache
-    limit = torch._dynamo.config.patch(recompile_limit=max(8, 2 * len(cfg.batch_sizes)))
-    infer_keys = ("infer_ms_per_image", "infer_images_per_s", "infer_peak_mem_mib")
-    for batch in cfg.batch_sizes:
-        if progress:
-            progress(f"{spec.name}: inference, batch {batch}")
-        with limit:
-            cell = _guarded(
-                lambda b=batch: _infer_cell(eager, b, spec, cfg, device, state),
-                infer_keys,
-                f"inference at batch {batch}",
-                state,
-                device,
-            )
-        rows.append({"batch_size": batch, **cell})
-    eager = state.compiled = None  # free the inference copy before training
-    _free(device)
+    try:
+        for batch in cfg.batch_sizes:
+            if progress:
+                progress(f"{spec.name}: inference, batch {batch}")
+            rows += _infer_batch(state, model, opts, batch)
+    finally:
+        state.engines.clear()
+        state.artifacts.close()
+        _free(device)
     if cfg.train:
         train_model = model.to(device).train()
         if cfg.channels_last:
             train_model = train_model.to(memory_format=torch.channels_last)
-        for row in rows:
-            batch = row["batch_size"]
+        for batch in cfg.batch_sizes:
             if progress:
                 progress(f"{spec.name}: training step, batch {batch}")
-            row.update(
-                _guarded(
-                    lambda b=batch: _train_cell(train_model, b, spec, cfg, device),
-                    ("train_ms_per_image", "train_peak_mem_mib"),
-                    f"training at batch {batch}",
-                    state,
-                    device,
-                )
-            )
-        del train_model
+            rows.append(_train_row(state, train_model, batch))
         _free(device)
-    fitted = [r for r in rows if isinstance(r.get("infer_images_per_s"), float)]
-    result["throughput_images_per_s"] = fitted[-1]["infer_images_per_s"] if fitted else OOM
-    result["throughput_batch_size"] = fitted[-1]["batch_size"] if fitted else None
-    compile_times = [r["compile_s"] for r in rows if "compile_s" in r]
+    _throughput(result, rows)
+    compile_times = [r["compile_s"] for r in rows if isinstance(r.get("compile_s"), float)]
     result["compile_s"] = sum(compile_times) if compile_times else None
     result["batches"] = rows
     result["notes"] = state.notes
     result["errors"] = state.errors
     return result
+
+
+def _apply_threads(cfg: BenchConfig) -> None:
+    if cfg.threads is not None and torch.device(cfg.device).type == "cpu":
+        torch.set_num_threads(cfg.threads)
 
 
 def bench_models(

@@ -1,29 +1,70 @@
-"""Exporting a model to ONNX or a ``torch.export`` program, checked against PyTorch.
+"""Exporting a model to a deployable file, checked against PyTorch; and ``convzoo export``.
 
-Both formats are exported in eval mode with a dynamic batch dimension (height and width fixed at
-the export size; a fixed batch of 2 where the graph depends on the batch size), and run again:
-ONNX through onnxruntime, the ``torch.export`` program through ``torch.export.load``. Outputs
-must agree with the PyTorch model to ``atol = rtol = 1e-4``; otherwise, or when the exporter
-cannot handle the model, an ``ExportError`` says which model, which format and why.
+Formats (eval mode; batch dimension dynamic, height and width fixed at the export size; a fixed
+batch of 2 where the graph depends on the batch size):
+
+- ``onnx``: ``torch.onnx.export`` (dynamo exporter), run again in ONNX Runtime;
+- ``openvino``: the ONNX export converted to OpenVINO IR (``.xml`` + ``.bin``), run in OpenVINO;
+- ``torch-export``: a ``torch.export`` program (``.pt2``), run through ``torch.export.load``;
+- ``aoti``: an AOTInductor package (``.pt2``: compiled C++ with the weights, freezing on),
+  run through ``torch._inductor.aoti_load_package``.
+
+``int8=True`` (onnx and openvino) quantizes the ONNX export with ``bench.quantize`` on
+calibration images (the digits, or ``calibration_data``) and reports both file sizes.
+
+The check runs the exported file on a batch of another size than the export's and compares with
+the PyTorch model. The tolerance is absolute and scaled to the outputs' magnitude:
+``max |exported - PyTorch| <= atol * max(1, max |PyTorch|)`` (float32 kernels differ in
+summation order, an error that grows with the values summed). int8 outputs are compared on
+calibration images, whose ranges the quantizer saw, with ``int8_atol`` on the same scale.
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
+from convzoo.bench.runtimes import (
+    OpenVinoEngine,
+    OrtEngine,
+    RuntimeOptions,
+    RuntimeUnavailable,
+    require,
+)
+from convzoo.cliutil import (
+    UsageError,
+    add_command,
+    add_config_flags,
+    given_fields,
+    option,
+    validate_config,
+)
 from convzoo.registry import create_model, get_entry
 
-__all__ = ["FORMATS", "ExportError", "ExportResult", "export_model", "export_registered"]
+__all__ = [
+    "FORMATS",
+    "ExportConfig",
+    "ExportError",
+    "ExportResult",
+    "add_commands",
+    "export_model",
+    "export_onnx",
+    "export_registered",
+]
 
-FORMATS = ("onnx", "torch-export")
+FORMATS = ("onnx", "openvino", "torch-export", "aoti")
+# OpenVINO's CPU plugin runs its own conv kernels (other blocking, other summation order): on a
+# tiny NiN its outputs differ from PyTorch's by 1.0e-4, where ONNX Runtime's differ by ~1e-8.
+FP32_ATOL = {"onnx": 1e-4, "torch-export": 1e-4, "aoti": 1e-4, "openvino": 1e-3}
+INT8_FORMATS = ("onnx", "openvino")
 
 
 class ExportError(ValueError):
@@ -35,12 +76,38 @@ class ExportResult:
     path: Path
     format: str
     max_abs_diff: float  # largest |exported - PyTorch| over the check batch
+    tolerance: float  # the absolute tolerance it was held to (atol x output scale)
     check_batch_size: int
     dynamic_batch: bool  # False: exported for batch size 2 only (``note`` says why)
     note: str = ""
+    quantization: dict[str, Any] = field(default_factory=dict)  # int8: settings, sizes in MB
 
 
-def _onnx(model: nn.Module, x: Tensor, path: Path, dynamic: dict | None) -> None:
+@dataclass(frozen=True)
+class ExportConfig:
+    """``convzoo export``: one registered model (random weights) to one file. The command's
+    flags are generated from these fields (``cliutil``)."""
+
+    model: str
+    output: Path
+    format: str = option("onnx", choices=FORMATS)
+    int8: bool = False  # static int8 quantization (onnx, openvino)
+    tiny: bool = False  # the registered Tiny config (smoke runs)
+    input_size: int | None = option(None, low=1)  # pixels; default: the model's
+    calibration_data: str | None = None  # int8: a CIFAR or image folder; default: the digits
+    calibration_images: int = option(64, low=1)  # int8: images read for calibration
+    atol: float | None = option(None, above=0)  # fp32 check x max(1, max|out|); FP32_ATOL[format]
+    int8_atol: float = option(0.25, above=0)  # int8 check, times max(1, max |output|)
+
+    def __post_init__(self) -> None:
+        validate_config(self)
+        if self.int8 and self.format not in INT8_FORMATS:
+            raise UsageError(f"int8 export is for {' and '.join(INT8_FORMATS)}, not {self.format}")
+
+
+def export_onnx(model: nn.Module, path: Path, x: Tensor, dynamic_batch: bool = True) -> None:
+    """``model`` to an ONNX file at ``path``, traced with ``x`` (the batch dynamic if asked)."""
+    dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     # The exporter reports progress on stdout; a library call should not.
     with contextlib.redirect_stdout(io.StringIO()):
         torch.onnx.export(
@@ -48,18 +115,12 @@ def _onnx(model: nn.Module, x: Tensor, path: Path, dynamic: dict | None) -> None
             (x,),
             str(path),
             dynamo=True,
-            dynamic_shapes=(dynamic,) if dynamic else None,
+            dynamic_shapes=dynamic,
             input_names=["input"],
             output_names=["logits"],
+            external_data=False,  # one self-contained file (the models are far below 2 GB)
             verbose=False,
         )
-
-
-def _run_onnx(path: Path, x: Tensor) -> np.ndarray:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
 
 
 def _reason(err: BaseException) -> str:
@@ -73,87 +134,156 @@ def _reason(err: BaseException) -> str:
     return f"{type(root).__name__}: {first[:400]}"
 
 
-def _export(model: nn.Module, fmt: str, path: Path, x: Tensor, check: Tensor, dynamic) -> Tensor:
+def _to_openvino(onnx_path: Path, path: Path) -> None:
+    ov = require("openvino", "openvino")
+    ov.save_model(ov.convert_model(str(onnx_path)), str(path.with_suffix(".xml")))
+
+
+def _run(fmt: str, path: Path, x: Tensor) -> Tensor:
+    """Outputs of the exported file at ``path`` on ``x``."""
     if fmt == "onnx":
-        _onnx(model, x, path, dynamic)
-        return torch.from_numpy(_run_onnx(path, check))
-    program = torch.export.export(model, (x,), dynamic_shapes=(dynamic,) if dynamic else None)
-    torch.export.save(program, str(path))
+        return OrtEngine("onnxruntime", path, RuntimeOptions()).run(x)
+    if fmt == "openvino":
+        return OpenVinoEngine("openvino", path.with_suffix(".xml"), RuntimeOptions()).run(x)
     with torch.no_grad():
-        return torch.export.load(str(path)).module()(check)
+        if fmt == "torch-export":
+            return torch.export.load(str(path)).module()(x)
+        return torch._inductor.aoti_load_package(str(path))(x)
+
+
+def _write(model: nn.Module, cfg: ExportConfig, path: Path, x: Tensor, dynamic: bool,
+           calibration: Tensor | None) -> dict[str, Any]:  # fmt: skip
+    """Write ``path`` in ``cfg.format``; returns the int8 settings and sizes (empty for fp32)."""
+    if cfg.format in ("onnx", "openvino"):
+        plain_onnx = cfg.format == "onnx" and not cfg.int8
+        fp32 = path if plain_onnx else path.with_suffix(".fp32.onnx")
+        final, quant = fp32, {}
+        try:
+            export_onnx(model, fp32, x, dynamic)
+            if cfg.int8:
+                from convzoo.bench.quantize import quantize_onnx
+
+                assert calibration is not None
+                final = path if cfg.format == "onnx" else path.with_suffix(".int8.onnx")
+                quant = quantize_onnx(fp32, final, calibration)
+            if cfg.format == "openvino":
+                _to_openvino(final, path)
+        finally:
+            for tmp in {fp32, final} - {path}:  # intermediate files
+                tmp.unlink(missing_ok=True)
+        return quant
+    program = torch.export.export(
+        model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},)
+        if dynamic else None,
+    )  # fmt: skip
+    if cfg.format == "torch-export":
+        torch.export.save(program, str(path))
+    else:
+        torch._inductor.aoti_compile_and_package(
+            program, package_path=str(path), inductor_configs={"freezing": True}
+        )
+    return {}
 
 
 def export_model(
     model: nn.Module,
-    format: str,
-    output: str | Path,
+    cfg: ExportConfig,
     *,
     input_size: int,
     in_channels: int = 3,
-    name: str | None = None,
-    atol: float = 1e-4,
+    calibration: Tensor | None = None,
 ) -> ExportResult:
-    """Export ``model`` (moved to CPU, eval mode) to ``output`` and check the exported outputs.
+    """Export ``model`` (moved to CPU, eval mode) as ``cfg`` says and check the exported file.
 
     The batch dimension is dynamic where the exporter allows it; a model whose graph depends on
     the batch size (a conv whose ``groups`` is batch x channels, as in per-sample dynamic
-    filters) is exported again for a fixed batch of 2, and the result says so.
+    filters) is exported again for a fixed batch of 2, and the result says so. ``calibration``:
+    the int8 calibration images (default: ``cfg.calibration_data`` at ``input_size``).
     """
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
-    label = name or getattr(model, "model_name", type(model).__name__)
-    path = Path(output)
+    label = cfg.model
+    path = Path(cfg.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
+    if cfg.int8 and calibration is None:
+        from convzoo.bench.quantize import calibration_images
+
+        calibration = calibration_images(
+            cfg.calibration_data, size=input_size, count=cfg.calibration_images
+        )
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, in_channels, input_size, input_size, generator=gen)
-    # A different batch size than the export's proves the batch dimension is really dynamic.
-    check = torch.randn(3, in_channels, input_size, input_size, generator=gen)
-    dynamic, note = {0: torch.export.Dim("batch", min=1, max=4096)}, ""
+    # A different batch size than the export's proves the batch dimension is really dynamic;
+    # int8 is checked on images the quantizer calibrated on.
+    check = (
+        calibration[:3] if calibration is not None else torch.randn(3, *x.shape[1:], generator=gen)
+    )
+    note = ""
     try:
-        got = _export(model, format, path, x, check, dynamic)
+        quant = _write(model, cfg, path, x, True, calibration)
+        got = _run(cfg.format, path, check)
     except Exception as err:
+        if isinstance(err, RuntimeUnavailable):
+            raise
         note = f"batch size fixed at 2: a dynamic batch failed with {_reason(err)}"
-        check = torch.randn(2, in_channels, input_size, input_size, generator=gen)
-        dynamic = None
+        check = check[:2]
         try:
-            got = _export(model, format, path, x, check, None)
+            quant = _write(model, cfg, path, x, False, calibration)
+            got = _run(cfg.format, path, check)
         except Exception as err2:
-            raise ExportError(f"{label} cannot be exported to {format}: {_reason(err2)}") from err2
+            if isinstance(err2, RuntimeUnavailable):
+                raise
+            raise ExportError(
+                f"{label} cannot be exported to {cfg.format}: {_reason(err2)}"
+            ) from err2
     with torch.no_grad():
         want = model(check)
     if got.shape != want.shape:
+        raise ExportError(f"{label} exported to {cfg.format} returns shape {tuple(got.shape)}, "
+                          f"PyTorch {tuple(want.shape)}")  # fmt: skip
+    diff = (got.float() - want).abs().max().item()
+    scale = max(1.0, want.abs().max().item())
+    atol = cfg.atol if cfg.atol is not None else FP32_ATOL[cfg.format]
+    tol = (cfg.int8_atol if cfg.int8 else atol) * scale
+    if not diff <= tol:  # also catches NaN
         raise ExportError(
-            f"{label} exported to {format} returns shape {tuple(got.shape)}, PyTorch {tuple(want.shape)}"
+            f"{label} exported to {cfg.format}{' int8' if cfg.int8 else ''} disagrees with "
+            f"PyTorch: max |diff| {diff:.3g} > tolerance {tol:.3g} (outputs up to {scale:.3g})"
         )
-    diff = (got - want).abs().max().item()
-    if not torch.allclose(got, want, atol=atol, rtol=atol):
-        raise ExportError(
-            f"{label} exported to {format} disagrees with PyTorch: max |diff| {diff:.3g} > {atol}"
-        )
-    return ExportResult(path, format, diff, check.shape[0], dynamic is not None, note)
+    return ExportResult(path, cfg.format, diff, tol, check.shape[0], not note, note, quant)
 
 
-def export_registered(
-    name: str,
-    format: str,
-    output: str | Path,
-    *,
-    tiny: bool = False,
-    input_size: int | None = None,
-    atol: float = 1e-4,
-) -> ExportResult:
+def export_registered(cfg: ExportConfig) -> ExportResult:
     """Export a registered model (random weights; full size, or its ``Tiny`` overrides)."""
-    entry = get_entry(name)
-    overrides = dict(entry.tiny.overrides) if tiny else {}
-    size = input_size or (entry.tiny.input_size if tiny else entry.info.input_size)
-    model = create_model(name, **overrides)
-    return export_model(
-        model,
-        format,
-        output,
-        input_size=size,
-        in_channels=entry.info.in_channels,
-        name=name,
-        atol=atol,
+    entry = get_entry(cfg.model)
+    overrides = dict(entry.tiny.overrides) if cfg.tiny else {}
+    size = cfg.input_size or (entry.tiny.input_size if cfg.tiny else entry.info.input_size)
+    model = create_model(cfg.model, **overrides)
+    return export_model(model, cfg, input_size=size, in_channels=entry.info.in_channels)
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def cmd_export(args: argparse.Namespace) -> int:
+    cfg = ExportConfig(**given_fields(args, ExportConfig))  # model and output included
+    result = export_registered(cfg)
+    kind = f"{result.format}{', int8' if cfg.int8 else ''}"
+    print(
+        f"wrote {result.path} ({kind}); checked at batch {result.check_batch_size}: "
+        f"max |exported - PyTorch| = {result.max_abs_diff:.2e} (tolerance {result.tolerance:.2e})"
     )
+    q = result.quantization
+    if q:
+        print(f"int8: {q['size_mb_int8']:.2f} MB, fp32 {q['size_mb_fp32']:.2f} MB "
+              f"({q['size_mb_fp32'] / q['size_mb_int8']:.2f}x smaller); {q['weights']} weights, "
+              f"{q['calibration_images']} calibration images")  # fmt: skip
+    if result.note:
+        print(f"note: {result.note}")
+    return 0
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = add_command(
+        sub, "export", cmd_export, help="export to ONNX, OpenVINO, torch.export or AOTInductor"
+    )
+    p.add_argument("model")
+    p.add_argument("--output", type=Path, required=True, help="file to write")
+    add_config_flags(p, ExportConfig, skip=("model", "output"), title="export (ExportConfig)")

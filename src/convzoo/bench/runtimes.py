@@ -1,0 +1,332 @@
+"""Inference runtimes a benchmark cell can run a model on, side by side.
+
+=====================  ==========================================================================
+runtime                what runs
+=====================  ==========================================================================
+``eager``              PyTorch eager, ``inference_mode`` (and BN folding / channels_last if asked)
+``compiled``           ``torch.compile`` (``bench.compiled``: inductor, freezing on the CPU)
+``onnxruntime``        the model's ONNX export in ONNX Runtime, CPUExecutionProvider,
+                       ``ORT_ENABLE_ALL``, ``threads`` intra-op threads (pip ``convzoo[onnx]``)
+``openvino``           the same ONNX file in OpenVINO's CPU plugin, f32 precision hint, LATENCY
+                       hint, ``threads`` threads, reshaped to each batch (``convzoo[openvino]``)
+``onnxruntime-int8``   the ONNX file quantized to int8 (``bench.quantize``) in ONNX Runtime
+``openvino-int8``      the same int8 file in OpenVINO
+``fast``               convzoo's fastest path for the device (``bench.fast``)
+=====================  ==========================================================================
+
+ONNX Runtime and OpenVINO run with their defaults otherwise (a peer measured as a user meets it).
+ORT's worker threads spin for a while after each run (``session.intra_op.allow_spinning``, on by
+default): timed back to back with another runtime, that spinning steals the next contender's
+cores. An ORT engine therefore has ``settle_s``: the runner pauses that long, untimed, after each
+ORT block, so the threads park before anything else is timed.
+
+A runtime whose package is missing raises ``RuntimeUnavailable`` with a one-line message naming
+the pip extra; the runner records it in the cell instead of failing the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from convzoo.bench.compiled import CompiledModel, CompileSettings, compile_inference
+from convzoo.bench.fold import fold_batchnorm
+from convzoo.bench.measure import capture_cuda_graph
+
+__all__ = [
+    "RUNTIMES",
+    "Artifacts",
+    "Engine",
+    "RuntimeOptions",
+    "RuntimeUnavailable",
+    "TorchEngine",
+    "autocast_context",
+    "prepare_engine",
+    "require",
+]
+
+# runtime -> the pip extra that provides it ("" = PyTorch itself)
+RUNTIMES: dict[str, str] = {
+    "eager": "",
+    "compiled": "",
+    "onnxruntime": "onnx",
+    "openvino": "openvino",
+    "onnxruntime-int8": "onnx",
+    "openvino-int8": "openvino",
+    "fast": "",
+}
+ORT_SETTLE_S = 0.05  # untimed pause after an ORT block: its spinning threads park well before
+
+
+class RuntimeUnavailable(ValueError):
+    """A runtime whose optional package is not installed."""
+
+
+def require(module: str, extra: str) -> ModuleType:
+    """Import ``module`` or raise ``RuntimeUnavailable`` naming the extra that installs it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise RuntimeUnavailable(
+            f"{module} is not installed: pip install 'convzoo[{extra}]'"
+        ) from None
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How each runtime is set up; every cell records the settings it ran with."""
+
+    threads: int = 2  # intra-op threads of ONNX Runtime and OpenVINO (torch: set by the runner)
+    fold_bn: bool = False  # torch runtimes: BatchNorm folded into the convs
+    channels_last: bool = False  # torch runtimes: NHWC weights and inputs
+    compile: CompileSettings = field(default_factory=CompileSettings)
+    ort_spinning: bool = True  # ORT's default; the runner settles after each ORT block
+    calibration: Tensor | None = None  # float images for int8 calibration (bench.quantize)
+
+
+class Engine:
+    """A model prepared on one runtime. ``bind(x)`` converts the input once and returns the
+    zero-argument call that is timed; ``run(x)`` returns a torch tensor for output checks."""
+
+    runtime: str
+    settings: dict[str, Any]
+    settle_s: float = 0.0
+
+    def bind(self, x: Tensor) -> Callable[[], Any]:
+        raise NotImplementedError
+
+    def run(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+def autocast_context(
+    dtype: str, device: torch.device
+) -> Callable[[], contextlib.AbstractContextManager]:
+    """A factory of the autocast context for ``dtype`` ("float32": none) on ``device``."""
+    if dtype == "float32":
+        return contextlib.nullcontext
+    cast = {"bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+    # No cast cache: a CUDA graph captured with it would replay casts freed after capture (the
+    # cache is cleared when each call leaves autocast anyway, so it saves nothing here).
+    return lambda: torch.autocast(device.type, dtype=cast, cache_enabled=False)
+
+
+class TorchEngine(Engine):
+    """A PyTorch module or compiled callable; on CUDA, batches up to ``cuda_graph_max_batch``
+    replay a captured CUDA graph (0: never)."""
+
+    def __init__(self, runtime: str, fn: Callable[[Tensor], Tensor], settings: dict[str, Any],
+                 channels_last: bool) -> None:  # fmt: skip
+        self.runtime, self.fn, self.settings = runtime, fn, settings
+        self.channels_last = channels_last
+        self.autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext
+        self.cuda_graph_max_batch = 0
+
+    def _call(self, x: Tensor) -> Tensor:
+        with torch.inference_mode(), self.autocast():
+            return self.fn(x)
+
+    def _input(self, x: Tensor) -> Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def plain(self, x: Tensor) -> Callable[[], Tensor]:
+        """The call without CUDA graph replay (a graph allocates its memory at capture)."""
+        x = self._input(x)
+        return lambda: self._call(x)
+
+    def bind(self, x: Tensor) -> Callable[[], Any]:
+        call = self.plain(x)
+        if x.is_cuda and x.shape[0] <= self.cuda_graph_max_batch:
+            call = capture_cuda_graph(self._call, self._input(x))
+            self.settings["cuda_graph"] = True
+        return call
+
+    def run(self, x: Tensor) -> Tensor:
+        return self.plain(x)().float()
+
+
+class OrtEngine(Engine):
+    def __init__(self, runtime: str, path: Path, opts: RuntimeOptions) -> None:
+        ort = require("onnxruntime", "onnx")
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = opts.threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if not opts.ort_spinning:
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        self.input_name = self.session.get_inputs()[0].name
+        self.runtime = runtime
+        self.settle_s = ORT_SETTLE_S if opts.ort_spinning else 0.0
+        self.settings = {
+            "engine": f"onnxruntime {ort.__version__}",
+            "provider": "CPUExecutionProvider",
+            "graph_optimization": "ORT_ENABLE_ALL",
+            "intra_op_threads": opts.threads,
+            "allow_spinning": opts.ort_spinning,
+            "settle_s_after_block": self.settle_s,
+            "model_file": path.name,
+        }
+
+    def bind(self, x: Tensor) -> Callable[[], Any]:
+        feed = {self.input_name: x.contiguous().numpy()}
+        return lambda: self.session.run(None, feed)
+
+    def run(self, x: Tensor) -> Tensor:
+        return torch.from_numpy(np.asarray(self.bind(x)()[0]))
+
+
+class OpenVinoEngine(Engine):
+    """One compiled model per input shape (OpenVINO is fastest with static shapes)."""
+
+    def __init__(self, runtime: str, path: Path, opts: RuntimeOptions) -> None:
+        self.ov = require("openvino", "openvino")
+        self.core = self.ov.Core()
+        self.path, self.runtime = path, runtime
+        self.config = {
+            "INFERENCE_PRECISION_HINT": "f32",
+            "PERFORMANCE_HINT": "LATENCY",
+            "INFERENCE_NUM_THREADS": opts.threads,
+        }
+        self.requests: dict[tuple[int, ...], Any] = {}
+        self.settings = {
+            "engine": f"openvino {self.ov.__version__.split('-')[0]}",
+            "device": "CPU",
+            **{k.lower(): v for k, v in self.config.items()},
+            "static_shape": True,
+            "model_file": path.name,
+        }
+
+    def _request(self, shape: tuple[int, ...]) -> Any:
+        if shape not in self.requests:
+            model = self.core.read_model(str(self.path))
+            model.reshape({model.inputs[0].get_any_name(): list(shape)})
+            compiled = self.core.compile_model(model, "CPU", self.config)
+            self.requests[shape] = compiled.create_infer_request()
+        return self.requests[shape]
+
+    def bind(self, x: Tensor) -> Callable[[], Any]:
+        request, feed = self._request(tuple(x.shape)), {0: x.contiguous().numpy()}
+        return lambda: request.infer(feed)
+
+    def run(self, x: Tensor) -> Tensor:
+        request = self._request(tuple(x.shape))
+        request.infer({0: x.contiguous().numpy()})
+        return torch.from_numpy(np.array(request.get_output_tensor(0).data))
+
+
+class Artifacts:
+    """Files one model's engines share, made on first use: its fp32 ONNX export and the int8
+    quantization of it. Kept in ``folder`` (a temporary one by default); with ``reuse``, files
+    already in ``folder`` are taken as they are (a benchmark resumed for the same weights)."""
+
+    def __init__(self, model: nn.Module, example: Tensor, opts: RuntimeOptions,
+                 folder: str | Path | None = None, reuse: bool = False) -> None:  # fmt: skip
+        self.model, self.example, self.opts, self.reuse = model, example, opts, reuse
+        self._tmp = None if folder is not None else tempfile.TemporaryDirectory(prefix="convzoo-")
+        self.folder = Path(folder if folder is not None else self._tmp.name)  # type: ignore[union-attr]
+        self._onnx: Path | None = None
+        self._int8: Path | None = None
+        self.quantization: dict[str, Any] = {}
+
+    def onnx(self) -> Path:
+        if self._onnx is None:
+            from convzoo.interop.export import export_onnx
+
+            self._onnx = self.folder / "model.onnx"
+            if not (self.reuse and self._onnx.exists()):
+                export_onnx(self.model.eval(), self._onnx, self.example[:1])
+        return self._onnx
+
+    def int8(self) -> Path:
+        if self._int8 is None:
+            from convzoo.bench.quantize import quantize_onnx
+
+            if self.opts.calibration is None:
+                raise ValueError("int8 runtimes need calibration images (RuntimeOptions)")
+            path = self.folder / "model-int8.onnx"
+            info = self.folder / "model-int8.json"
+            if self.reuse and path.exists() and info.exists():
+                self.quantization = json.loads(info.read_text())
+            else:
+                self.quantization = quantize_onnx(self.onnx(), path, self.opts.calibration)
+                info.write_text(json.dumps(self.quantization))
+            self._int8 = path
+        return self._int8
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+def torch_engine(
+    runtime: str,
+    model: nn.Module,
+    example: Tensor,
+    opts: RuntimeOptions,
+    device: torch.device,
+) -> TorchEngine:
+    """``eager`` or ``compiled``: ``model`` (CPU, float32) folded / moved / compiled per ``opts``."""
+    model = model.eval()
+    if opts.fold_bn:
+        model = fold_batchnorm(model, example[:1].cpu())
+    model = model.to(device)
+    if opts.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    settings: dict[str, Any] = {
+        "engine": f"torch {torch.__version__}",
+        "fold_bn": opts.fold_bn,
+        "memory_format": "channels_last" if opts.channels_last else "contiguous",
+    }
+    fn: Callable[[Tensor], Tensor] = model
+    if runtime == "compiled":
+        fn = compile_inference(model, device, opts.compile)
+        settings.update(compile=opts.compile.backend, fullgraph=True,
+                        **opts.compile.inductor_options(device))  # fmt: skip
+    return TorchEngine(runtime, fn, settings, opts.channels_last)
+
+
+def compiled_model(engine: Engine) -> CompiledModel | None:
+    """The ``CompiledModel`` behind a compiled torch engine (its compile times and graphs)."""
+    fn = getattr(engine, "fn", None)
+    return fn if isinstance(fn, CompiledModel) else None
+
+
+def prepare_engine(
+    runtime: str,
+    model: nn.Module,
+    example: Tensor,
+    opts: RuntimeOptions,
+    artifacts: Artifacts,
+    device: torch.device | None = None,
+) -> Engine:
+    """``model`` ready to run on ``runtime``; ``RuntimeUnavailable`` if its package is absent."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
+    device = device or torch.device("cpu")
+    if runtime in ("eager", "compiled"):
+        return torch_engine(runtime, model, example, opts, device)
+    if runtime == "fast":
+        from convzoo.bench.fast import fast_engine
+
+        return fast_engine(model, example, opts, artifacts, device)
+    if device.type != "cpu":
+        raise ValueError(f"runtime {runtime} runs on the CPU only, not {device}")
+    engine_cls = OrtEngine if runtime.startswith("onnxruntime") else OpenVinoEngine
+    require(*(("onnxruntime", "onnx") if engine_cls is OrtEngine else ("openvino", "openvino")))
+    if runtime.endswith("-int8"):
+        require("onnxruntime", "onnx")  # the quantizer is ONNX Runtime's
+        engine = engine_cls(runtime, artifacts.int8(), opts)
+        engine.settings.update(artifacts.quantization)
+        return engine
+    return engine_cls(runtime, artifacts.onnx(), opts)

@@ -1,0 +1,161 @@
+"""Runtimes side by side: every runtime's outputs match eager, int8 stays close to fp32, a
+missing optional runtime is one clear line, and compiled models never run eager silently."""
+
+from __future__ import annotations
+
+import importlib
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from convzoo.bench.compiled import CompileSettings, compile_inference
+from convzoo.bench.quantize import calibration_images, quantize_onnx
+from convzoo.bench.runner import BenchConfig, bench_model, registered_spec
+from convzoo.bench.runtimes import Artifacts, OrtEngine, RuntimeOptions, prepare_engine
+from convzoo.cli import main
+from convzoo.interop.export import export_onnx
+
+QUICK = {"warmup": 1, "repeats": 2, "min_repeat_s": 0.001, "threads": 1}
+ALL = ("eager", "compiled", "onnxruntime", "openvino", "onnxruntime-int8", "openvino-int8")
+
+
+@pytest.fixture(scope="module")
+def side_by_side():
+    """Tiny MobileNet v2 (depthwise convs, BN, residuals) on every runtime and the fast path."""
+    cfg = BenchConfig(batch_sizes=(2,), runtimes=ALL, fast=True, **QUICK)
+    return bench_model(registered_spec("mobilenet_v2", tiny=True), cfg)
+
+
+def test_every_runtime_matches_eager(side_by_side):
+    cells = {b["runtime"]: b for b in side_by_side["batches"]}
+    assert list(cells) == [*ALL, "fast"] and not side_by_side["errors"]
+    for runtime, cell in cells.items():
+        assert isinstance(cell["infer_ms_per_image"], float), (runtime, cell)
+        assert cell["settings"]["engine"], runtime
+        # float32 engines agree to rounding; int8 is checked against fp32 in its own test
+        bound = 0.5 if runtime.endswith("-int8") else 1e-3
+        assert cell["max_abs_diff_vs_eager"] <= bound, (runtime, cell["max_abs_diff_vs_eager"])
+    assert cells["compiled"]["settings"]["graphs_compiled"] >= 1
+    assert cells["compiled"]["compile_s"] > 0
+    assert cells["onnxruntime"]["settings"]["intra_op_threads"] == 1
+    assert cells["openvino"]["settings"]["performance_hint"] == "LATENCY"
+    q = cells["onnxruntime-int8"]["settings"]
+    assert q["size_mb_int8"] < q["size_mb_fp32"] and q["calibration_images"] == 64
+
+
+def test_fast_path_records_its_trial_and_picks_the_fastest(side_by_side):
+    fast = next(b for b in side_by_side["batches"] if b["runtime"] == "fast")["settings"]
+    trial = fast["trial_ms_per_batch"]
+    assert set(trial) == {"compiled", "onnxruntime", "openvino"}
+    assert fast["chosen"] == min(trial, key=trial.__getitem__)
+    json.dumps(fast)  # the report stores it
+
+
+def test_int8_outputs_stay_close_to_fp32_on_real_images(tmp_path):
+    """Quantized on the digits, checked on other digits: the int8 logits stay within a tenth of
+    the fp32 logits' range and mostly pick the same class."""
+    torch.manual_seed(0)
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=1, groups=16), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10),
+    ).eval()  # fmt: skip
+    images = calibration_images(size=16, count=96)
+    calib, check = images[:64], images[64:]
+    export_onnx(model, tmp_path / "m.onnx", calib[:1])
+    info = quantize_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", calib)
+    opts = RuntimeOptions(threads=1)
+    fp32 = OrtEngine("onnxruntime", tmp_path / "m.onnx", opts).run(check)
+    int8 = OrtEngine("onnxruntime-int8", tmp_path / "q.onnx", opts).run(check)
+    with torch.no_grad():
+        want = model(check)
+    assert (fp32 - want).abs().max() < 1e-4
+    spread = want.max() - want.min()
+    assert (int8 - want).abs().max() < 0.1 * spread
+    assert (int8.argmax(1) == want.argmax(1)).float().mean() >= 0.75
+    assert info["size_mb_int8"] < info["size_mb_fp32"]
+
+
+def _without(monkeypatch, package: str) -> None:
+    real = importlib.import_module
+
+    def fake(name, *args):
+        if name.split(".")[0] == package:
+            raise ImportError(f"No module named {name!r}")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", fake)
+
+
+def test_missing_runtime_cell_says_so_and_the_run_goes_on(monkeypatch, tmp_path, capsys):
+    _without(monkeypatch, "onnxruntime")
+    argv = [
+        "bench",
+        "nin_cifar",
+        "--tiny",
+        "--batch-sizes",
+        "1",
+        "--runtimes",
+        "eager",
+        "onnxruntime",
+    ]
+    argv += ["--repeats", "2", "--warmup", "1", "--min-repeat-s", "0.001", "--threads", "1"]
+    assert main([*argv, "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    message = "onnxruntime is not installed: pip install 'convzoo[onnx]'"
+    assert f"nin_cifar: onnxruntime: {message}" in out.splitlines()
+    cells = json.loads((tmp_path / "bench.json").read_text())["models"][0]["batches"]
+    assert cells[0]["runtime"] == "eager" and isinstance(cells[0]["infer_ms_per_image"], float)
+    assert cells[1]["infer_ms_per_image"] == "unavailable" and cells[1]["unavailable"] == message
+
+
+def test_fast_path_without_optional_runtimes_uses_what_is_there(monkeypatch):
+    _without(monkeypatch, "openvino")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x = torch.randn(2, 3, 8, 8)
+    opts = RuntimeOptions(threads=1, compile=CompileSettings(backend="eager"))
+    artifacts = Artifacts(model, x[:1], opts)
+    try:
+        engine = prepare_engine("fast", model, x[:1], opts, artifacts)
+        assert (engine.run(x) - model(x)).abs().max() < 1e-5
+        assert engine.settings["trial_ms_per_batch"]["openvino"].startswith("unavailable")
+        assert engine.settings["chosen"] in ("compiled", "onnxruntime")
+    finally:
+        artifacts.close()
+
+
+class Shared(nn.Module):
+    """Models of one class share ``forward``'s code object, as every ZooModel does."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = layer(x).relu()
+        return x
+
+
+def test_compiling_many_models_never_falls_back_to_eager():
+    """Twelve structurally different models in one process (dynamo's limit is 8 per code
+    object): each is compiled into its own graph and reproduces eager."""
+    x = torch.randn(2, 4)
+    for depth in range(1, 13):
+        model = Shared(depth).eval()
+        compiled = compile_inference(model, settings=CompileSettings(backend="eager"))
+        with torch.no_grad():
+            assert torch.allclose(compiled(x), model(x))
+        assert compiled.graphs[(2, 4)] == 1, depth
+
+
+def test_too_many_shapes_raise_instead_of_running_eager():
+    model = Shared(2).eval()
+    compiled = compile_inference(model, settings=CompileSettings(backend="eager", max_shapes=8))
+    with torch.no_grad():
+        for batch in range(1, 9):
+            compiled(torch.randn(batch, 4))
+        with pytest.raises(Exception, match=r"(?i)recompile"):
+            compiled(torch.randn(9, 4))
