@@ -39,7 +39,7 @@ def test_scaled_model_runs_and_matches_its_config():
     s = scale_model("mobilenet_v2", depth=1.4, width=0.5, resolution=0.3, num_classes=7)
     assert s.input_size == 64
     assert s.model(torch.randn(1, 3, s.input_size, s.input_size)).shape == (1, 7)
-    assert len(s.model.stages[1]) == 3  # ceil(2 * 1.4)
+    assert len(s.model.stages[1][0]) == 3  # table row 1 (its stage's only row): ceil(2 * 1.4)
 
 
 REPRODUCED = [r for r in TABLE3 if r.macs_tol_g is None]

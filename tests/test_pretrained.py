@@ -212,3 +212,31 @@ def test_cli_predict_with_pretrained_weights(caches, tmp_path, capsys):
     assert lines[0] == str(image) and len(lines) == 4
     assert lines[1].endswith(torchvision.models.ResNet18_Weights.DEFAULT.meta["categories"][best])
     assert main(["predict", str(image), "--pretrained"]) == 2  # no --model: one-line error
+
+
+def test_train_starts_from_pretrained_weights_but_a_resume_does_not_refetch(tmp_path):
+    from convzoo.train.state import build_model
+
+    trained = convzoo.create_model("resnet20_cifar", num_classes=3)
+    randomize_(trained)
+    state = {
+        "model": trained.state_dict(),
+        "config": TrainConfig(model="resnet20_cifar").to_dict(),
+        "classes": ["cat", "dog", "frog"],
+        "mean": [0.5, 0.5, 0.5],
+        "std": [0.25, 0.25, 0.25],
+        "image_size": 32,
+        "rng": rng_state(),
+    }
+    path = save_checkpoint(state, tmp_path)
+    cfg = TrainConfig(model="resnet20_cifar", pretrained=str(path))
+    # Ten classes on a three-class checkpoint: the backbone is kept, the classifier is new.
+    fresh = build_model(cfg, 10)
+    assert fresh.num_classes == 10
+    for key, value in trained.stages.state_dict().items():
+        torch.testing.assert_close(fresh.stages.state_dict()[key], value)
+    resumed = build_model(cfg, 10, fresh=False)
+    first = next(iter(trained.stem.state_dict()))
+    assert not torch.equal(resumed.stem.state_dict()[first], trained.stem.state_dict()[first])
+    path.unlink()  # a resume must not need the file any more
+    build_model(cfg, 10, fresh=False)

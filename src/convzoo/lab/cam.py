@@ -28,7 +28,6 @@ from torch import Tensor, nn
 
 from convzoo.cliutil import UsageError, option, validate_config
 from convzoo.data.datasets import DataError
-from convzoo.data.transforms import build_transform
 from convzoo.layers.head import ClassifierHead
 from convzoo.registry import create_model
 
@@ -140,7 +139,7 @@ def _load(cfg: CamConfig) -> list[_Loaded]:
             if cfg.models and cfg.models[i] != name:
                 raise UsageError(f"--checkpoint {path} holds {name}, not {cfg.models[i]}")
             mean, std = list(ckpt["mean"]), list(ckpt["std"])
-            transform = build_transform(ckpt["image_size"], False, mean, std)
+            transform = _training_view(ckpt["image_size"], mean, std)
             out.append(_Loaded(name, model, list(ckpt["classes"]), transform, mean, std))
         return out
     from convzoo.pretrained import preprocess_transform
@@ -230,3 +229,19 @@ def _draw(panels: list[list[tuple[Tensor, Tensor | None, str]]], path: Path) -> 
     fig.colorbar(mappable, ax=axes, shrink=0.8, label="class activation (scaled to [0, 1])")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
+
+
+def _training_view(
+    size: int, mean: list[float], std: list[float]
+) -> Callable[[Image.Image], Tensor]:
+    """An image as training saw it: resized to size x size (as ``read_image`` does), normalized."""
+    from torchvision.transforms import v2
+
+    return v2.Compose(
+        [
+            v2.ToImage(),
+            v2.Resize((size, size), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(mean, std),
+        ]
+    )

@@ -32,6 +32,9 @@ class TrainConfig:
     # --- model
     model: str = "nin_cifar"
     model_args: dict[str, Any] = field(default_factory=dict)  # config overrides for create_model
+    # start from published weights (auto | torchvision | timm) or a checkpoint PATH; None = random
+    # init. A resume takes its weights from the run's checkpoint and ignores this.
+    pretrained: str | None = None
     # classifier dropout; None = the model's default
     drop_rate: float | None = option(None, low=0, below=1)
     # stochastic depth p_L; None = the model's default

@@ -76,7 +76,7 @@ def train(cfg: TrainConfig, resume: str | Path | bool = False) -> dict[str, Any]
     try:
         with RunLock(cfg.output) if info.is_main else contextlib.nullcontext():
             ckpt = _open_checkpoint(cfg, path)
-            run = setup(cfg, device, info)
+            run = setup(cfg, device, info, fresh=ckpt is None)
             changed = restore(run, ckpt, path) if ckpt is not None and path is not None else {}
             return run_epochs(run, resumed=ckpt is not None, changed=changed)
     finally:

@@ -31,7 +31,7 @@ def load_trained(
     ckpt = load_checkpoint(path)
     check_training_checkpoint(ckpt, path)
     cfg = TrainConfig.from_dict(ckpt["config"])
-    model = build_model(cfg, len(ckpt["classes"]))
+    model = build_model(cfg, len(ckpt["classes"]), fresh=False)
     use_ema = ckpt.get("ema") is not None and weights in ("auto", "ema")
     if weights == "ema" and not use_ema:
         raise ValueError(f"{path} holds no EMA weights (the run had no --ema-decay)")

@@ -99,8 +99,13 @@ class Run:
         return self.splits.classes
 
 
-def build_model(cfg: TrainConfig, num_classes: int) -> nn.Module:
+def build_model(cfg: TrainConfig, num_classes: int, *, fresh: bool = True) -> nn.Module:
+    """The run's model; ``fresh`` (not a resume) starts it from ``cfg.pretrained`` weights."""
     extra = dict(cfg.model_args)
+    if fresh and cfg.pretrained is not None:
+        from convzoo.pretrained import parse_pretrained
+
+        extra["pretrained"] = parse_pretrained(cfg.pretrained)
     for key in ("drop_rate", "drop_path_rate", "drop_path_mode"):
         if getattr(cfg, key) is not None:
             extra[key] = getattr(cfg, key)
@@ -152,8 +157,9 @@ def run_splits(cfg: TrainConfig, image_size: int, *, data: str | None = None,
                        on_bad_image=cast(BadImagePolicy, cfg.on_bad_image))  # fmt: skip
 
 
-def setup(cfg: TrainConfig, device: torch.device, info: du.DistInfo) -> Run:
-    """Data, loaders, model, optimizer and schedule of a fresh run (step 0)."""
+def setup(cfg: TrainConfig, device: torch.device, info: du.DistInfo, *, fresh: bool = True) -> Run:
+    """Data, loaders, model, optimizer and schedule of a run at step 0 (``fresh=False``: about to
+    be restored from a checkpoint, so no pretrained weights are fetched)."""
     size = image_size_of(cfg)
     if cfg.download and info.enabled and not info.is_main:
         du.barrier()  # rank 0 downloads (below) before the others read
@@ -161,7 +167,7 @@ def setup(cfg: TrainConfig, device: torch.device, info: du.DistInfo) -> Run:
     if cfg.download and info.enabled and info.is_main:
         du.barrier()
     train_loader, val_loader, mean, std = build_loaders(cfg, splits, device, info)
-    model = build_model(cfg, len(splits.classes)).to(device)
+    model = build_model(cfg, len(splits.classes), fresh=fresh).to(device)
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
     steps_per_epoch = -(-len(train_loader) // cfg.accum_steps)
