@@ -80,16 +80,19 @@ def test_two_gloo_processes_equal_one_process_on_the_combined_batch(tmp_path):
     script.write_text(_SCRIPT)
     env = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     env.pop("CUDA_VISIBLE_DEVICES", None)
-    # Both at once: each is mostly interpreter start-up and imports.
+    # Both at once: each is mostly interpreter start-up and imports. Each in its own session:
+    # torchrun's agent signals its process group on shutdown, which must not reach pytest's worker.
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node",
              "2", str(script), *_args(tmp_path / "ddp", 16), "--device", "cpu"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
         ),
         subprocess.Popen(
             [sys.executable, str(script), *_args(tmp_path / "one", 32), "--device", "cpu"],
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
         ),
     ]  # fmt: skip
     try:

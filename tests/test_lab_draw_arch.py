@@ -9,7 +9,7 @@ from PIL import Image
 
 from convzoo.cli import main
 from convzoo.lab.draw_arch import layer_rows
-from convzoo.models.fbnet import FBNET_A, FBNET_C
+from convzoo.models.fbnet import FBNET_A, FBNET_C, MacroStage
 from convzoo.nas.supernet import SUPERNETS, SupernetConfig
 
 
@@ -42,7 +42,9 @@ def test_layer_rows_number_layers_and_stages():
 
 
 def test_search_writes_the_picture_and_draw_arch_reads_its_spec(tmp_path, monkeypatch, capsys):
-    tiny = SupernetConfig(macro=((8, 1, 1), (16, 2, 2)), stem_channels=8, stem_stride=1,
+    macro = (MacroStage(out_channels=8, layers=1, stride=1),
+             MacroStage(out_channels=16, layers=2, stride=2))  # fmt: skip
+    tiny = SupernetConfig(macro=macro, stem_channels=8, stem_stride=1,
                           head_channels=16, input_size=8, num_classes=10)  # fmt: skip
     monkeypatch.setitem(SUPERNETS, "cifar", dataclasses.replace(tiny))
     out = tmp_path / "s"
