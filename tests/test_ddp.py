@@ -12,6 +12,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 from torch import nn
 
@@ -75,6 +76,7 @@ def _args(out: Path, batch: int) -> list[str]:
             "--crop-padding", "1", "--no-progress", "--no-plots", "--deterministic"]  # fmt: skip
 
 
+@pytest.mark.isolated
 def test_two_gloo_processes_equal_one_process_on_the_combined_batch(tmp_path):
     script = tmp_path / "run_sdnet.py"
     script.write_text(_SCRIPT)
