@@ -3,7 +3,13 @@ pytest puts this directory on ``sys.path`` because ``tests/`` is not a package."
 
 from __future__ import annotations
 
+import os
 from typing import Any
+
+# Inductor compiles in a pool of subprocesses by default; in a long-lived xdist worker that later
+# forks DataLoader workers or runs torchrun, the worker died (three full runs, each at a test that
+# starts child processes). Compiling in-process keeps the suite's workers free of that pool.
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")
 
 import pytest
 import torch

@@ -179,7 +179,7 @@ def test_device_loader_shards_are_the_single_process_batch():
     assert not torch.equal(next(iter(single))[1], next(ranks[0].iterate(0))[1][:8])
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0, pytest.param(1, marks=pytest.mark.isolated)])
 def test_worker_loader_draws_and_augments_as_the_device_loader(tmp_path, workers):
     root = _write_folder(tmp_path / "f", ["a", "b"], n=5, size=20)
     for i, p in enumerate(sorted(root.rglob("*.png"))):  # distinct images
