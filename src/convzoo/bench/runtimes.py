@@ -245,7 +245,10 @@ class Artifacts:
 
             self._onnx = self.folder / "model.onnx"
             if not (self.reuse and self._onnx.exists()):
-                export_onnx(self.model.eval(), self._onnx, self.example[:1])
+                # Traced at batch 2: the exporter specializes a traced size of 1, which breaks
+                # the dynamic batch of some graphs (ConvNeXt's).
+                one = self.example[:1]
+                export_onnx(self.model.eval(), self._onnx, torch.cat([one, one]))
         return self._onnx
 
     def int8(self) -> Path:
