@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 import convzoo
-from convzoo.bench.compare import MB, compare_rows, state_dict_mb
+from convzoo.bench.compare import COMPARE_HEADER, MB, compare_rows, state_dict_mb
 from convzoo.cli import main
 from convzoo.layers.norm import LayerNorm2d
 from convzoo.models.convnext_roadmap import STEPS, RoadmapBlock, step_names
@@ -69,14 +69,16 @@ def test_cli_compare_prints_the_papers_gflops_beside_ours(capsys):
     rows = [line.split() for line in capsys.readouterr().out.splitlines()]
     rows = [r for r in rows if r and r[0].startswith("convnext_roadmap")]
     assert [r[0] for r in rows] == step_names()[3:7]
+    col = {name: i for i, name in enumerate(COMPARE_HEADER)}
     for r, step in zip(rows, STEPS[3:7]):
-        macs = float(r[7])
-        paper = float(r[8])
+        r = [c for c in r if not c.startswith("(")]  # "+0.004 (+0.1%)": keep the first part
+        macs = float(r[col["GMACs"]])
+        paper = float(r[col["paper GMACs"]])
         assert paper == pytest.approx(step.paper_gflops)
         # Our multiply-adds reproduce the paper's figure to its printed precision.
         assert abs(macs - paper) <= 0.006, r
         assert float(r[-1]) == pytest.approx(step.paper_top1)
-        assert re.fullmatch(r"[+-]\d+\.\d{3}", r[9])
+        assert re.fullmatch(r"[+-]\d+\.\d{3}", r[col["diff G (%)"]])
 
 
 def test_model_size_columns(capsys):

@@ -9,7 +9,7 @@ import torch
 
 from convzoo.bench.counts import model_counts
 from convzoo.cli import main
-from convzoo.lab.scaling import scale_model
+from convzoo.lab.scaling import READINGS, scale_model, table3_readings
 from convzoo.models.compound_scaling import TABLE3, scale_config, scaled_resolution
 from convzoo.models.efficientnet import EfficientNetConfig
 from convzoo.models.mobilenet_v1 import TABLE1, MobileNetV1Config
@@ -58,6 +58,64 @@ def test_resnet50_depth_and_width_rows_are_swapped_in_table3():
     assert abs(w2 - 16.2) <= 0.01 * 16.2 and abs(d4 - 14.7) <= 0.01 * 14.7
 
 
+@pytest.fixture(scope="module")
+def readings():
+    by_row: dict[str, dict[str, dict]] = {}
+    for r in table3_readings():
+        by_row.setdefault(r["row"], {})[r["reading"]] = r
+    return by_row
+
+
+def test_no_reading_of_resnet50_depth_or_width_reproduces_its_own_row(readings):
+    d4, w2 = readings["Table 3: ResNet-50 d=4"], readings["Table 3: ResNet-50 w=2"]
+    assert len(d4) == 2 and len(w2) == 4
+    assert not any(r["within_5pct"] for r in [*d4.values(), *w2.values()])
+    # Every depth reading lands on the w=2 figure (14.7B), the full-width one on d=4's (16.2B).
+    assert all(abs(r["gmacs"] - 14.7) <= 0.025 * 14.7 for r in d4.values())
+    full = w2["every width x2 (stem, bottleneck inner and output)"]["gmacs"]
+    assert abs(full - 16.2) <= 0.01 * 16.2
+    # Wide ResNet-50-2's reading is the registered wide_resnet50_2.
+    wrn = w2["bottleneck inner width x2 only (Wide ResNet-50-2)"]["gmacs"]
+    assert wrn == pytest.approx(model_counts("wide_resnet50_2")["macs"] / 1e9)
+
+
+def test_no_single_resolution_rule_reproduces_every_compound_row(readings):
+    compound = {base: readings[f"Table 3: {base} compound"]
+                for base in ("ResNet-50", "MobileNet v1", "MobileNet v2")}  # fmt: skip
+
+    def within(base: str, px: int) -> bool:
+        (r,) = [r for text, r in compound[base].items() if f"w=1.2, {px} px" in text]
+        return r["within_5pct"]
+
+    # 288 px (the registered rule) reproduces both MobileNets, not ResNet-50 ...
+    assert within("MobileNet v1", 288) and within("MobileNet v2", 288)
+    assert not within("ResNet-50", 288)
+    # ... 291 px (224 x 1.3) and 300 px (EfficientNet-B3's) reproduce ResNet-50, not the MobileNets.
+    for px in (291, 300):
+        assert within("ResNet-50", px)
+        assert not within("MobileNet v1", px) and not within("MobileNet v2", px)
+    registered = model_counts("scaled_resnet50_compound")["macs"] / 1e9
+    (at288,) = [r for t, r in compound["ResNet-50"].items() if "288 px" in t]
+    assert at288["gmacs"] == pytest.approx(registered)
+    # Table 7's compound row is EfficientNet-B3 at its released 300 px, 1.8B as printed.
+    b0 = readings["Table 7: EfficientNet-B0 compound"]
+    (b3,) = [r for t, r in b0.items() if "300 px" in t]
+    assert b3["gmacs"] == pytest.approx(model_counts("efficientnet_b3")["macs"] / 1e9, rel=1e-6)
+
+
+def test_cli_scale_readings_and_input_size(capsys):
+    assert main(["scale", "--readings"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 2 + len(READINGS)
+    line = next(x for x in out if "ResNet-200" in x)
+    assert "16.2" in line and "15.007" in line and "not within 5%" in line
+    assert (
+        main(["scale", "resnet50", "--depth", "1.4", "--width", "1.2", "--input-size", "300"]) == 0
+    )
+    scaled = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("scaled"))
+    assert scaled.split()[1:4] == ["300", "54.805", "16.335"]
+
+
 def test_cli_scale_prints_the_scaled_counts(capsys):
     assert main(["scale", "mobilenet_v2", "--depth", "4"]) == 0
     lines = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines()[1:]}
@@ -73,8 +131,10 @@ def test_cli_scale_bad_input_is_one_line(capsys):
         main(["scale", "resnet50", "--width", "-1"])
     assert exit_info.value.code == 2
     assert main(["scale", "nin_cifar", "--depth", "2"]) == 2  # refused by the library
+    assert main(["scale"]) == 2  # neither a model nor --readings
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 2 and "--width" in err[0] and "no scaling rule" in err[1]
+    assert len(err) == 3 and "--width" in err[0] and "no scaling rule" in err[1]
+    assert "NAME" in err[2]
 
 
 def test_scaling_search_accepts_a_resnet_base(tmp_path, capsys):

@@ -51,26 +51,10 @@ def _progress(n_models: int, n_batches: int):
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from convzoo.bench.compare import COMPARE_HEADER, compare_rows, format_compare
+    from convzoo.bench.compare import compare_report
 
-    rows = format_compare(compare_rows(args.pattern))
-    if args.markdown:
-        from convzoo.bench.report import md_table
-
-        print(md_table(list(COMPARE_HEADER), rows))
-        return 0
-    widths = [max(len(r[i]) for r in [list(COMPARE_HEADER), *rows]) for i in range(len(rows[0]))]
-    for r in [list(COMPARE_HEADER), *rows]:
-        print(
-            "  ".join(
-                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
-            )
-        )
-    print(
-        "\nparams in millions; MACs in billions of multiply-adds per image at the default input "
-        "size; diff = ours - paper (percent of the paper's figure); MB = state dict with float "
-        "tensors at fp32 / fp16, 2^20 bytes."
-    )
+    print(compare_report(args.pattern, markdown=args.markdown, measured=args.measured,
+                         plot=args.plot))  # fmt: skip
     return 0
 
 
@@ -95,7 +79,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--output", type=Path, default=Path("bench_results"))
     add_config_flags(p, BenchConfig, title="what to measure (BenchConfig)")
 
-    p = sub.add_parser("compare", help="our params and MACs beside the papers' numbers")
-    p.add_argument("pattern", nargs="?", default="*")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table")
-    p.set_defaults(func=cmd_compare)
+    p = add_command(sub, "compare", cmd_compare,
+                    help="our params, MACs and sizes beside the papers' numbers")  # fmt: skip
+    p.add_argument("pattern", nargs="?", default=None,
+                   help="model names (glob); default: all, or the measured ones with --measured")  # fmt: skip
+    p.add_argument("--markdown", action="store_true", help="print Markdown tables")
+    p.add_argument("--measured", metavar="PATH",
+                   help="cifar_table.json (benchmarks/cifar_table.py): measured top-1 columns "
+                   "and a plot beside the papers'")  # fmt: skip
+    p.add_argument("--plot", default="measured_vs_paper.png", metavar="PNG",
+                   help="where --measured draws its plot (default: %(default)s)")  # fmt: skip

@@ -6,11 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["load_accuracies", "summary_rows", "table_text", "write_report"]
+__all__ = ["load_accuracies", "plot_measured", "summary_rows", "table_text", "write_report"]
 
 # (column, header with unit, format) of the per-batch table; latency is the lecture's number.
 BATCH_COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -198,32 +198,43 @@ def _label(m: Mapping[str, Any]) -> str:
     return m["model"] + (f" [{m['accuracy_dataset']}]" if m.get("accuracy_dataset") else "")
 
 
-def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    p = report["provenance"]
-    subtitle = f"{p['device_name']}, {p['dtype']}, {p['memory_format']}"
-    models = report["models"]
-    paths = []
+    return plt
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    for m in models:
-        runtimes = dict.fromkeys(b["runtime"] for b in m["batches"])
-        for runtime in runtimes:  # one line per model x runtime
-            pts = [
-                (b["batch_size"], b["infer_ms_per_image"])
-                for b in m["batches"]
-                if b["runtime"] == runtime and isinstance(b.get("infer_ms_per_image"), float)
-            ]
-            if pts:
-                label = m["model"] if len(runtimes) == 1 else f"{m['model']} {runtime}"
-                ax.plot(*zip(*pts), marker="o", label=label)
+
+def _save(fig: Any, path: Path, **savefig: Any) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, **savefig)
+    _pyplot().close(fig)
+    return path
+
+
+def _latency_lines(ax: Any, m: Mapping[str, Any]) -> None:
+    """One line per runtime of model ``m``: latency per image against batch size."""
+    runtimes = dict.fromkeys(b["runtime"] for b in m["batches"])
+    for runtime in runtimes:
+        pts = [
+            (b["batch_size"], b["infer_ms_per_image"])
+            for b in m["batches"]
+            if b["runtime"] == runtime and isinstance(b.get("infer_ms_per_image"), float)
+        ]
+        if pts:
+            label = m["model"] if len(runtimes) == 1 else f"{m['model']} {runtime}"
+            ax.plot(*zip(*pts), marker="o", label=label)
+
+
+def _plot_latency(report: Mapping[str, Any], path: Path, subtitle: str) -> Path:
+    fig, ax = _pyplot().subplots(figsize=(7, 5))
+    for m in report["models"]:
+        _latency_lines(ax, m)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
-    batch_sizes = p["batch_sizes"]
+    batch_sizes = report["provenance"]["batch_sizes"]
     ax.set_xticks(batch_sizes, [str(b) for b in batch_sizes])
     ax.set_xlabel("batch size (images)")
     ax.set_ylabel("inference latency per image (ms)")
@@ -231,25 +242,19 @@ def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
     ax.grid(True, which="both", alpha=0.3)
     if any(ax.get_lines()):
         ax.legend(fontsize=8)
-    paths.append(out / "latency_vs_batch.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    return _save(fig, path)
 
-    with_acc = [m for m in models if m["accuracy_top1_pct"] is not None]
-    fig, ax = plt.subplots(figsize=(7, 5))
-    fast = [m for m in with_acc if isinstance(m["throughput_images_per_s"], float)]
+
+def _plot_accuracy_throughput(models: list[Mapping[str, Any]], path: Path, subtitle: str) -> Path:
+    fig, ax = _pyplot().subplots(figsize=(7, 5))
+    fast = [m for m in models if isinstance(m["throughput_images_per_s"], float)]
     if fast:
         top = max(m["macs"] for m in fast) or 1
         for m in fast:
             # Bubble AREA proportional to MACs (matplotlib's s is an area in points^2).
-            ax.scatter(
-                m["throughput_images_per_s"],
-                m["accuracy_top1_pct"],
-                s=30 + 1500 * m["macs"] / top,
-                alpha=0.5,
-            )
-            ax.annotate(_label(m), (m["throughput_images_per_s"], m["accuracy_top1_pct"]))
+            x, y = m["throughput_images_per_s"], m["accuracy_top1_pct"]
+            ax.scatter(x, y, s=30 + 1500 * m["macs"] / top, alpha=0.5)
+            ax.annotate(_label(m), (x, y))
         ax.set_xscale("log")
     else:
         ax.text(0.5, 0.5, "no model has both accuracy and throughput", ha="center")
@@ -257,14 +262,13 @@ def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title(f"Accuracy vs throughput (bubble area = MACs)\n{subtitle}", fontsize=10)
     ax.grid(True, alpha=0.3)
-    paths.append(out / "accuracy_vs_throughput.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
+    return _save(fig, path)
 
-    fig, ax = plt.subplots(figsize=(7, 5))
-    if with_acc:
-        for m in with_acc:
+
+def _plot_params_accuracy(models: list[Mapping[str, Any]], path: Path) -> Path:
+    fig, ax = _pyplot().subplots(figsize=(7, 5))
+    if models:
+        for m in models:
             ax.scatter(m["params"] / 1e6, m["accuracy_top1_pct"])
             ax.annotate(_label(m), (m["params"] / 1e6, m["accuracy_top1_pct"]))
         ax.set_xscale("log")
@@ -274,11 +278,49 @@ def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
     ax.set_ylabel("top-1 accuracy (%)")
     ax.set_title("Model size vs accuracy", fontsize=10)
     ax.grid(True, alpha=0.3)
-    paths.append(out / "params_vs_accuracy.png")
-    fig.tight_layout()
-    fig.savefig(paths[-1], dpi=120)
-    plt.close(fig)
-    return paths
+    return _save(fig, path)
+
+
+def _plots(report: Mapping[str, Any], out: Path) -> list[Path]:
+    p = report["provenance"]
+    subtitle = f"{p['device_name']}, {p['dtype']}, {p['memory_format']}"
+    with_acc = [m for m in report["models"] if m["accuracy_top1_pct"] is not None]
+    return [
+        _plot_latency(report, out / "latency_vs_batch.png", subtitle),
+        _plot_accuracy_throughput(with_acc, out / "accuracy_vs_throughput.png", subtitle),
+        _plot_params_accuracy(with_acc, out / "params_vs_accuracy.png"),
+    ]
+
+
+def plot_measured(groups: Sequence[Any], path: str | Path, source: str = "") -> Path:
+    """Measured top-1 per configuration (``compare.Measured``): each seed, the mean with the
+    sample standard deviation as a bar, and the paper's figure beside it, one row each."""
+    import textwrap
+
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(11.5, 1.6 + 0.42 * len(groups)))
+    ys = list(range(len(groups)))[::-1]  # the file's first configuration on top
+    for y, g in zip(ys, groups):
+        ax.scatter(g.accuracies, [y] * g.n, s=14, color="0.45", zorder=3,
+                   label="ours: one seed" if y == ys[0] else None)  # fmt: skip
+        ax.errorbar(g.mean, y, xerr=g.std or 0, fmt="o", color="C0", markersize=8, capsize=4,
+                    zorder=4, label="ours: mean ± std over seeds" if y == ys[0] else None)  # fmt: skip
+    papers = [(g.paper, y) for y, g in zip(ys, groups) if g.paper is not None]
+    if papers:
+        ax.scatter(*zip(*papers), marker="D", s=50, color="C3", zorder=5,
+                   label="paper (its own recipe and test set)")  # fmt: skip
+    ax.set_yticks(ys, [f"{g.label} (n={g.n})" for g in groups])
+    ax.set_ylim(-0.7, len(groups) - 0.3)
+    ax.set_xlabel("top-1 accuracy (%)")
+    ax.set_ylabel("configuration (seeds)")
+    title = "Measured top-1 beside the paper's"
+    if source:
+        title += "\n" + "\n".join(textwrap.wrap(source, 95))
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, axis="x", alpha=0.3)
+    # Right of the axes, where no point can be: the legend must never cover a measurement.
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    return _save(fig, Path(path), bbox_inches="tight")
 
 
 def write_report(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
@@ -295,8 +337,17 @@ def write_report(report: Mapping[str, Any], out_dir: str | Path) -> list[Path]:
 def load_accuracies(path: str | Path) -> dict[str, float]:
     """Top-1 accuracies (%) from a metrics file: ``{"model": 76.1, ...}``, ``{"model": {"top1":
     76.1}}``, or one run's metrics ``{"model": "resnet18", "top1": 69.7}`` (keys ``top1``,
-    ``acc1``, ``best_top1``, ``accuracy``; a value in [0, 1] is taken as a fraction)."""
+    ``acc1``, ``best_top1``, ``accuracy``; a value in [0, 1] is taken as a fraction), or the
+    ``cifar_table.json`` of ``benchmarks/cifar_table.py``: the mean over seeds of each model's
+    unchanged configuration (runs with model or training overrides are other configurations)."""
     data = json.loads(Path(path).read_text())
+    if isinstance(data, dict) and "runs" in data:
+        from convzoo.bench.compare import load_measured
+
+        means = {g.model: g.mean for g in reversed(load_measured(path)) if not g.settings}
+        if not means:
+            raise ValueError(f"{path}: runs: no model ran without model_args / train_args")
+        return means
     keys = ("best_top1", "top1", "acc1", "accuracy")
 
     def pick(d: Mapping[str, Any]) -> float | None:

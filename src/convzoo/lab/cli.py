@@ -14,23 +14,44 @@ from convzoo.lab.scaling import ScaleConfig
 __all__ = ["add_commands"]
 
 
+def _print_readings() -> None:
+    from convzoo.lab.scaling import table3_readings
+
+    rows = table3_readings()
+    width = max(len(r["row"]) for r in rows)
+    print(f"{'printed row':{width}s} {'paper G':>7s} {'ours G':>7s} {'diff':>7s}  reading")
+    for r in rows:
+        mark = "" if r["within_5pct"] else "  (not within 5%)"
+        print(f"{r['row']:{width}s} {r['paper_gflops']:7.1f} {r['gmacs']:7.3f} "
+              f"{r['diff_pct']:+6.1f}%  {r['reading']}{mark}")  # fmt: skip
+    print("G = billions of multiply-adds per image (the papers' FLOPs); EfficientNet's rounding "
+          "rules; sources: convzoo.lab.scaling")  # fmt: skip
+
+
 def cmd_scale(args: argparse.Namespace) -> int:
     import torch
 
     from convzoo.bench.counts import count_macs, count_params
+    from convzoo.cliutil import UsageError
     from convzoo.lab.scaling import scale_model
 
+    if args.readings:
+        _print_readings()
+        return 0
+    if args.name is None:
+        raise UsageError("give a model NAME to scale (or --readings)")
     cfg = ScaleConfig(**given_fields(args, ScaleConfig))
     with torch.device("meta"):
         base = scale_model(args.name)
-        scaled = scale_model(args.name, cfg.depth, cfg.width, cfg.resolution)
+        scaled = scale_model(args.name, cfg.depth, cfg.width, cfg.resolution, cfg.input_size)
     rows = []
     for label, s in (("base", base), ("scaled", scaled)):
         params = count_params(s.model)
         macs = count_macs(s.model, s.input_size, in_channels=s.model.in_channels)
         rows.append((label, s.input_size, params, macs))
-    print(f"{args.name} scaled by depth {cfg.depth}, width {cfg.width}, "
-          f"resolution {cfg.resolution} (EfficientNet's rounding rules)")  # fmt: skip
+    res = f"input {cfg.input_size} px" if cfg.input_size else f"resolution {cfg.resolution}"
+    print(f"{args.name} scaled by depth {cfg.depth}, width {cfg.width}, {res} "
+          "(EfficientNet's rounding rules)")  # fmt: skip
     print(f"{'':8s} {'px':>5s} {'params M':>10s} {'GMACs':>9s}")
     for label, px, params, macs in rows:
         print(f"{label:8s} {px:5d} {params / 1e6:10.3f} {macs / 1e9:9.3f}")
@@ -106,7 +127,10 @@ def cmd_roadmap(args: argparse.Namespace) -> int:
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p = add_command(sub, "scale", cmd_scale,
                     help="params and MACs of a model scaled by depth, width and resolution")  # fmt: skip
-    p.add_argument("name", help="mobilenet_v1, mobilenet_v2, resnet50, efficientnet_b0, ...")
+    p.add_argument("name", nargs="?",
+                   help="mobilenet_v1, mobilenet_v2, resnet50, efficientnet_b0, ...")  # fmt: skip
+    p.add_argument("--readings", action="store_true",
+                   help="EfficientNet Table 3 / 7: every reading of the rows counted, no NAME")  # fmt: skip
     add_config_flags(p, ScaleConfig)
 
     p = add_command(sub, "cam", cmd_cam, help="class activation maps (CAM / Grad-CAM), one PNG")
