@@ -80,7 +80,7 @@ def _place_torchvision(
             edit(source)  # the state dict holds the same tensors
     url = published_weights(name, "torchvision").location
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
-    path.parent.mkdir(parents=True)
+    path.parent.mkdir(parents=True, exist_ok=True)  # a failed fetch may have made it
     torch.save(state, path)
     return source
 

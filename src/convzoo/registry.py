@@ -221,7 +221,7 @@ def create_model(
     if pretrained is not False:
         from convzoo.pretrained import load_pretrained
 
-        standard = {"num_classes": num_classes, "in_channels": in_channels}
+        standard: dict[str, float | None] = {"num_classes": num_classes, "in_channels": in_channels}
         standard |= {"drop_rate": drop_rate, "drop_path_rate": drop_path_rate}
         overrides: dict[str, Any] = {k: v for k, v in standard.items() if v is not None}
         # load_pretrained builds the model through create_model, so it is a ZooModel.

@@ -6,6 +6,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import cast
 
 from torch import nn
 
@@ -53,7 +54,7 @@ def _with_pretrained(
     """``specs`` building their models with ``--pretrained`` weights, and which weights each
     holds. Every model is loaded here (fetched, converted, checked), so that a missing or wrong
     source stops the run before any timing; the default input size becomes the weights' crop."""
-    from convzoo.pretrained import parse_pretrained
+    from convzoo.pretrained import PretrainedWeights, parse_pretrained
 
     source = parse_pretrained(args.pretrained)
     if source is False:
@@ -61,11 +62,12 @@ def _with_pretrained(
     if args.tiny:
         raise UsageError("--pretrained loads the full-size models; --tiny builds small test "
                          "configs that no published weights fit")  # fmt: skip
-    out, weights = [], {}
+    out: list[ModelSpec] = []
+    weights: dict[str, str] = {}
     for spec in specs:
         model = create_model(spec.name, pretrained=source)
-        weights_cfg = model.pretrained_cfg
-        held = [model]
+        weights_cfg = cast(PretrainedWeights, model.pretrained_cfg)
+        held: list[nn.Module] = [model]
 
         def build(held: list[nn.Module] = held, name: str = spec.name) -> nn.Module:
             return held.pop() if held else create_model(name, pretrained=source)
