@@ -14,9 +14,11 @@ a ``convzoo train`` checkpoint (``last.pt``) instead.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from collections.abc import Callable, Sequence
+import socket
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -25,7 +27,7 @@ from urllib.parse import urlparse
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import Tensor, nn
 
 from convzoo.interop.convert import Library, convert, source_name
@@ -38,6 +40,8 @@ __all__ = [
     "PretrainedError",
     "PretrainedWeights",
     "describe_pretrained",
+    "imagenet_wnids",
+    "is_imagenet_classes",
     "list_pretrained",
     "load_pretrained",
     "parse_pretrained",
@@ -77,6 +81,23 @@ def _imagenet_classes() -> tuple[str, ...]:
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
     return tuple(_IMAGENET_CATEGORIES)
+
+
+def is_imagenet_classes(names: Sequence[str] | None) -> bool:
+    """Whether ``names`` are ImageNet-1k's 1000 classes in their index order."""
+    return names is not None and tuple(names) == _imagenet_classes()
+
+
+@cache
+def imagenet_wnids() -> tuple[str, ...] | None:
+    """ImageNet-1k's WordNet IDs in class-index order (``n01440764`` is class 0, tench), from
+    timm's table; ``None`` without timm. They are the class folder names of ImageNet's own
+    train and validation sets, and sorted they are the index order."""
+    if importlib.util.find_spec("timm") is None:
+        return None
+    from timm.data import ImageNetInfo
+
+    return tuple(ImageNetInfo("imagenet-1k").label_names())
 
 
 @cache
@@ -187,6 +208,13 @@ def load_pretrained(
             f"{name} has no {which}; models that have them: {', '.join(have)} "
             f"(or pass pretrained=PATH to a convzoo train checkpoint){missing_timm}"
         )
+    # A word that names no file is a misspelled source, not a checkpoint path.
+    word = isinstance(pretrained, str) and not any(c in pretrained for c in "/\\.")
+    if word and not os.path.exists(pretrained):
+        raise PretrainedError(
+            f"unknown weights source {pretrained!r}: expected 'torchvision', 'timm', True "
+            f"(auto on the command line) or the path of a convzoo train checkpoint"
+        )
     if isinstance(pretrained, str | os.PathLike):
         return _from_checkpoint(name, Path(pretrained), overrides)
     raise PretrainedError(
@@ -213,13 +241,31 @@ def _from_library(
     return model
 
 
+# Seconds one network operation of a fetch (a connect, one read) may wait: torch.hub's urlopen
+# sets no timeout of its own, so a network that drops packets would leave it waiting forever.
+NETWORK_TIMEOUT_S = 60.0
+
+
+@contextlib.contextmanager
+def _network_timeout() -> Iterator[None]:
+    """``NETWORK_TIMEOUT_S`` as the socket default while fetching, unless one is set already."""
+    previous = socket.getdefaulttimeout()
+    if previous is None:
+        socket.setdefaulttimeout(NETWORK_TIMEOUT_S)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
 def _fetch_torchvision(name: str, weights: PretrainedWeights) -> nn.Module:
     import torchvision
 
     enum = _torchvision_weights(name)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(enum.url).path)
     try:
-        return torchvision.models.get_model(source_name(name, "torchvision"), weights=enum)
+        with _network_timeout():
+            return torchvision.models.get_model(source_name(name, "torchvision"), weights=enum)
     except (OSError, RuntimeError, ValueError) as err:  # URLError is an OSError
         raise PretrainedError(
             f"could not load torchvision weights {weights.weights} from {enum.url} "
@@ -232,7 +278,8 @@ def _fetch_timm(name: str, weights: PretrainedWeights) -> nn.Module:
     import timm
 
     try:
-        return timm.create_model(weights.weights, pretrained=True)
+        with _network_timeout():
+            return timm.create_model(weights.weights, pretrained=True)
     except (OSError, RuntimeError, ValueError) as err:
         from huggingface_hub import constants
 
@@ -320,28 +367,20 @@ def preprocess_transform(prep: Preprocess) -> Callable[[Image.Image], Tensor]:
     )
 
 
-@torch.no_grad()
 def predict(
     model: nn.Module, paths: Sequence[str | Path], top_k: int = 5
 ) -> list[list[tuple[str, float]]]:
     """Top-k (class name, probability) per image file for a model with ``pretrained_cfg``,
     preprocessed as its weights expect; most probable first."""
+    from convzoo.train.inference import classify_files
+
     cfg: PretrainedWeights | None = getattr(model, "pretrained_cfg", None)
     if cfg is None:
         raise PretrainedError("predict needs a model loaded with pretrained=...")
     transform = preprocess_transform(cfg.preprocess)
-    batch = []
-    for path in paths:
-        try:
-            with Image.open(path) as im:
-                batch.append(transform(im.convert("RGB")))
-        except (OSError, UnidentifiedImageError) as err:
-            raise PretrainedError(f"cannot read image {path}: {err}") from err
-    device = next(model.parameters()).device
-    probs = model.eval()(torch.stack(batch).to(device)).float().softmax(dim=1).cpu()
-    names = cfg.class_names or tuple(str(i) for i in range(probs.shape[1]))
-    top = probs.topk(min(top_k, probs.shape[1]), dim=1)
-    return [
-        [(names[i], float(v)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
-        for values, indices in zip(top.values, top.indices, strict=True)
-    ]
+
+    def read(path: Path) -> Tensor:
+        with Image.open(path) as im:
+            return transform(im.convert("RGB"))
+
+    return classify_files(model, paths, read, cfg.class_names, top_k, error=PretrainedError)

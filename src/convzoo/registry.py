@@ -158,19 +158,20 @@ def model_info(name: str) -> ModelInfo:
 def resolve_config(
     name: str,
     num_classes: int | None = None,
-    in_channels: int = 3,
+    in_channels: int | None = None,
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
     **config_overrides: Any,
 ) -> Any:
-    """The registered config of ``name`` with the overrides applied (validated)."""
+    """The registered config of ``name`` with the overrides applied (validated). A standard
+    argument left at ``None`` keeps the config's own value."""
     entry = get_entry(name)
     cfg = entry.config
     valid = [f.name for f in dataclasses.fields(cfg)]
     overrides = dict(config_overrides)
     standard = {
         "num_classes": num_classes,
-        "in_channels": in_channels if in_channels != cfg.in_channels else None,
+        "in_channels": in_channels,
         "drop_rate": drop_rate,
         "drop_path_rate": drop_path_rate,
     }
@@ -195,7 +196,7 @@ def resolve_config(
 def create_model(
     name: str,
     num_classes: int | None = None,
-    in_channels: int = 3,
+    in_channels: int | None = None,
     drop_rate: float | None = None,
     drop_path_rate: float | None = None,
     pretrained: bool | str | os.PathLike[str] = False,
@@ -209,7 +210,9 @@ def create_model(
     ``features_only=True`` gives a backbone: ``forward`` returns the feature maps of the stages in
     ``out_indices`` (all by default; an int n means the last n) and ``model.feature_info`` gives
     their channels and reductions. Unknown ``name``: ``ValueError`` naming the closest registered
-    names. Unknown override: ``TypeError`` listing the config's valid fields. ``pretrained``:
+    names. Unknown override: ``TypeError`` listing the config's valid fields. ``num_classes``,
+    ``in_channels``, ``drop_rate``, ``drop_path_rate`` left at ``None`` keep the registered
+    config's own values. ``pretrained``:
     ``True``, ``"torchvision"``, ``"timm"`` or a checkpoint path loads weights
     (``convzoo.pretrained.load_pretrained``).
     """
@@ -218,9 +221,8 @@ def create_model(
     if pretrained is not False:
         from convzoo.pretrained import load_pretrained
 
-        standard = {"num_classes": num_classes, "drop_rate": drop_rate}
-        standard |= {"drop_path_rate": drop_path_rate}
-        standard |= {"in_channels": in_channels} if in_channels != 3 else {}
+        standard: dict[str, float | None] = {"num_classes": num_classes, "in_channels": in_channels}
+        standard |= {"drop_rate": drop_rate, "drop_path_rate": drop_path_rate}
         overrides: dict[str, Any] = {k: v for k, v in standard.items() if v is not None}
         # load_pretrained builds the model through create_model, so it is a ZooModel.
         model = cast("ZooModel", load_pretrained(name, pretrained, **overrides, **config_overrides))

@@ -14,8 +14,9 @@ Deviations and choices:
 * Widths are ``make_divisible(c * width_multiplier, 8)``; for the four published multipliers this
   equals ``c * width_multiplier`` exactly.
 * The paper's activation is ReLU (Figure 3); TensorFlow-slim and timm (``mobilenetv1_100``) use
-  ReLU6. ``act_layer`` defaults to the paper's ReLU; pass ``act_layer=nn.ReLU6`` to load timm or
-  slim weights (``convzoo.interop.from_timm("mobilenet_v1", m, act_layer=nn.ReLU6)``).
+  ReLU6. ``act_layer`` defaults to the paper's ReLU; ``convzoo.interop.from_timm`` reads the
+  activation off the timm module and builds with ``act_layer=nn.ReLU6`` itself (as does
+  ``pretrained=True``), so no override is needed to load timm's weights.
 * The paper names no dropout; ``drop_rate`` (before the classifier) defaults to 0.
 * Layers are grouped into stages at each stride-2 layer (the grouping of Table 1's resolutions).
 """
@@ -143,7 +144,7 @@ for _name, _row in TABLE6.items():
             paper_params_m=_row.params_m,
             paper_macs_g=_row.macs_g,
             paper_accuracy=_row.top1,
-            notes="ReLU as in the paper; timm/TF-slim weights need act_layer=nn.ReLU6.",
+            notes="ReLU as in the paper; timm/TF-slim use ReLU6 (timm conversion sets it).",
         ),
         tiny=Tiny(
             overrides={

@@ -378,8 +378,8 @@ register_model(
         input_size=224,
         num_classes=1000,
         params=25_557_048,  # our build's exact count
-        notes="timm's nf_resnet50 needs shortcut_pool=True, same_padding=False (module docstring). "
-        + _DROP_NOTE,
+        notes="timm's nf_resnet50 is shortcut_pool=True, same_padding=False (module docstring); "
+        "from_timm / pretrained=True read both off the timm module. " + _DROP_NOTE,
     ),
     tiny=Tiny(
         overrides={

@@ -84,16 +84,64 @@ def _resume_config(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
 def cmd_eval(args: argparse.Namespace) -> int:
     from convzoo.train.inference import eval_checkpoint
 
-    r = eval_checkpoint(args.checkpoint, args.data, split=args.split, weights=args.weights,
-                        batch_size=args.batch_size, device=args.device, output=args.output,
-                        model_name=args.model)  # fmt: skip
+    if args.pretrained is not None:
+        r = _eval_pretrained(args)
+    elif args.checkpoint is None:
+        raise UsageError("eval needs --checkpoint PATH, or MODEL --pretrained [SOURCE] --data DIR")
+    else:
+        given = [flag for flag, dest in _PREPROCESS_FLAGS if getattr(args, dest) is not None]
+        if given:
+            raise UsageError(f"{given[0]} sets the preprocessing of --pretrained weights; a "
+                             f"checkpoint's images are read exactly as its training read them")  # fmt: skip
+        r = eval_checkpoint(args.checkpoint, args.data, split=args.split or "val",
+                            weights=args.weights or "auto", batch_size=args.batch_size,
+                            device=args.device, output=args.output, model_name=args.model,
+                            workers=args.workers)  # fmt: skip
     top5 = f"  top-5 {r['top5']:.2f}%" if r["top5"] is not None else ""
     print(f"{r['n']} images ({r['weights']} weights): top-1 {r['acc']:.2f}%{top5}  "
           f"loss {r['loss']:.4f}")  # fmt: skip
+    if "preprocess" in r:
+        p = r["preprocess"]
+        print(f"data {r['data']}; preprocessing: resize {p.resize} ({p.interpolation}), center "
+              f"crop {p.crop}, mean {list(p.mean)}, std {list(p.std)}")  # fmt: skip
     for name, acc in zip(r["classes"], r["per_class"]):
         print(f"  {name:24s} {acc:6.2f}%")
     print(f"confusion matrix: {r['confusion_png']}")
     return 0
+
+
+# eval's preprocessing flags (for --pretrained weights) and their Preprocess fields.
+_PREPROCESS_FLAGS = (("--resize", "resize"), ("--crop", "crop"),
+                     ("--interpolation", "interpolation"), ("--mean", "mean"), ("--std", "std"))  # fmt: skip
+
+
+def _eval_pretrained(args: argparse.Namespace) -> dict[str, Any]:
+    from convzoo.pretrained import parse_pretrained
+    from convzoo.train.inference import eval_pretrained
+
+    if args.checkpoint is not None:
+        raise UsageError("--pretrained and --checkpoint both name the weights: give one "
+                         "(--pretrained PATH evaluates a checkpoint on --data as published "
+                         "weights are)")  # fmt: skip
+    if args.model is None:
+        raise UsageError("--pretrained needs the model: convzoo eval MODEL --pretrained [SOURCE] "
+                         "--data DIR")  # fmt: skip
+    if args.data is None:
+        raise UsageError("--pretrained needs --data DIR: class folders of images named by the "
+                         "weights' classes ('tench' or 'n01440764' for ImageNet weights)")  # fmt: skip
+    for flag, value in (("--split", args.split), ("--weights", args.weights)):
+        if value is not None:
+            raise UsageError(f"{flag} picks from a training checkpoint (--checkpoint); with "
+                             f"--pretrained every image under --data is evaluated")  # fmt: skip
+    source = parse_pretrained(args.pretrained)
+    if source is False:
+        raise UsageError("--pretrained none: eval needs weights (auto, torchvision, timm or a "
+                         "checkpoint path)")  # fmt: skip
+    preprocess = {dest: getattr(args, dest) for _, dest in _PREPROCESS_FLAGS}
+    return eval_pretrained(args.model, source, args.data, batch_size=args.batch_size,
+                           device=args.device, output=args.output,
+                           workers=4 if args.workers is None else args.workers,
+                           **preprocess)  # fmt: skip
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -133,18 +181,44 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
                      title="TrainConfig fields (override the recipe; 'none' clears one)")  # fmt: skip
 
     p = add_command(sub, "eval", cmd_eval,
-                    help="accuracy, top-5, per-class and confusion matrix of a checkpoint")  # fmt: skip
-    p.add_argument(
-        "model", nargs="?", default=None, help="model name (checked against the checkpoint)"
-    )
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data", default=None, help="default: the run's data")
-    p.add_argument("--split", choices=("val", "test"), default="val",
-                   help="val: the run's held-out split; test: CIFAR's test batches")  # fmt: skip
-    p.add_argument("--weights", choices=("auto", "model", "ema"), default="auto")
+                    help="accuracy, top-5, per-class and confusion matrix of a checkpoint or of "
+                         "published weights")  # fmt: skip
+    p.add_argument("model", nargs="?", default=None,
+                   help="model name: the model to build with --pretrained; with --checkpoint, "
+                        "checked against it")  # fmt: skip
+    p.add_argument("--checkpoint", default=None, help="a convzoo train checkpoint")
+    p.add_argument("--pretrained", nargs="?", const="auto", default=None,
+                   help="published weights: auto (torchvision, else timm), torchvision, timm, or "
+                        "a checkpoint path; evaluated on every image of --data, preprocessed as "
+                        "the weights expect, class folders matched to the weights' classes by "
+                        "name (ImageNet: 'tench' or WordNet ID 'n01440764')")  # fmt: skip
+    p.add_argument("--data", default=None,
+                   help="with --checkpoint: default the run's data; with --pretrained: class "
+                        "folders, or a folder whose val/ holds them")  # fmt: skip
+    p.add_argument("--split", choices=("val", "test"), default=None,
+                   help="--checkpoint: val (the run's held-out split, default) or test (CIFAR's "
+                        "test batches)")  # fmt: skip
+    p.add_argument("--weights", choices=("auto", "model", "ema"), default=None,
+                   help="--checkpoint: its model or EMA weights (default auto: EMA if any)")  # fmt: skip
     p.add_argument("--batch-size", type=checked(int, low=1), default=256)
     p.add_argument("--device", type=parse_device, default="auto")
-    p.add_argument("--output", default=None, help="where confusion.png goes")
+    p.add_argument("--workers", type=checked(int, low=0), default=None,
+                   help="DataLoader workers (default: 4 with --pretrained, the run's with "
+                        "--checkpoint)")  # fmt: skip
+    p.add_argument("--output", default=None,
+                   help="where confusion.png goes (default RUN/eval, or "
+                        "runs/MODEL-pretrained/eval with --pretrained)")  # fmt: skip
+    g = p.add_argument_group("preprocessing of --pretrained weights (default: the weights' own)")
+    g.add_argument("--resize", type=checked(int, low=1), default=None,
+                   help="shorter side after resizing, pixels")  # fmt: skip
+    g.add_argument("--crop", type=checked(int, low=1), default=None,
+                   help="center crop, pixels")  # fmt: skip
+    g.add_argument("--interpolation", choices=("bilinear", "bicubic", "nearest"), default=None)
+    g.add_argument(
+        "--mean", type=float, nargs="+", default=None, help="per channel, pixels in 0..1"
+    )
+    g.add_argument("--std", type=checked(float, above=0), nargs="+", default=None,
+                   help="per channel, pixels in 0..1")  # fmt: skip
 
     p = add_command(sub, "predict", cmd_predict,
                     help="top-k classes with probabilities for image files")  # fmt: skip
