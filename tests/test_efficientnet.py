@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import convzoo
+from conftest import randomize_bn
 from convzoo.bench.counts import count_macs
 from convzoo.interop import from_torchvision
 from convzoo.layers.mbconv import InvertedResidual
@@ -129,19 +130,11 @@ def test_batch_mode_stochastic_depth_trains():
     assert torch.isfinite(out).all()
 
 
-def _randomize_bn(module: nn.Module) -> None:
-    g = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
 @pytest.mark.parametrize("name", EFFICIENTNETS)
 def test_parity_with_torchvision(name):
     torchvision = pytest.importorskip("torchvision")
     reference = getattr(torchvision.models, name)(weights=None)
-    _randomize_bn(reference)
+    randomize_bn(reference, affine=False)
     eps = {m.eps for m in reference.modules() if isinstance(m, nn.BatchNorm2d)}
     # torchvision's B0-B4 use PyTorch's eps 1e-5, its B5-B7 the reference's 1e-3 (ours).
     overrides = {} if eps == {1e-3} else {"norm_layer": nn.BatchNorm2d}

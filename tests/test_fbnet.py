@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import convzoo
+from conftest import randomize_bn
 from convzoo.interop import from_timm
 from convzoo.layers.mbconv import InvertedResidual
 from convzoo.models.fbnet import (
@@ -116,11 +117,7 @@ def test_parity_with_timm_fbnetc():
     # blocks agree otherwise (expansion-1 blocks keep their first 1x1 conv in both).
     timm = pytest.importorskip("timm")
     reference = timm.create_model("fbnetc_100", pretrained=False)
-    g = torch.Generator().manual_seed(0)
-    for m in reference.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
+    randomize_bn(reference, affine=False)
     ours = from_timm("fbnet_c", reference)
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import convzoo
+from conftest import randomize_bn
 from convzoo.interop import from_timm, from_torchvision
 from convzoo.layers.mbconv import DepthwiseSeparable, InvertedResidual
 
@@ -60,15 +61,6 @@ def test_v3_activations_and_se_follow_the_tables():
         assert all(isinstance(b.se.gate, nn.Hardsigmoid) for b in blocks if b.se is not None)
 
 
-def _randomize_bn(module: nn.Module) -> None:
-    # Non-trivial BatchNorm statistics, so that a mis-mapped buffer shows in the outputs.
-    g = torch.Generator().manual_seed(0)
-    for m in module.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.num_features, generator=g) - 0.5)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-
-
 def _assert_same_outputs(reference: nn.Module, ours: nn.Module) -> None:
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -81,13 +73,13 @@ def _assert_same_outputs(reference: nn.Module, ours: nn.Module) -> None:
 def test_parity_with_torchvision(name):
     torchvision = pytest.importorskip("torchvision")
     reference = getattr(torchvision.models, name)(weights=None)
-    _randomize_bn(reference)
+    randomize_bn(reference, affine=False)
     _assert_same_outputs(reference, from_torchvision(name, reference))
 
 
 def test_parity_with_timm_mobilenetv1():
     timm = pytest.importorskip("timm")
     reference = timm.create_model("mobilenetv1_100", pretrained=False)
-    _randomize_bn(reference)
+    randomize_bn(reference, affine=False)
     # timm (like TF-slim) uses ReLU6 where the paper has ReLU; the weights convert either way.
     _assert_same_outputs(reference, from_timm("mobilenet_v1", reference, act_layer=nn.ReLU6))

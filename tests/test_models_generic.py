@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import convzoo
+from conftest import tiny_input, tiny_model
 from convzoo.bench.counts import count_params, model_counts
 from convzoo.registry import get_entry
 
@@ -17,22 +18,11 @@ ALL = convzoo.list_models()
 CLASSIFIERS = [n for n in ALL if convzoo.model_info(n).num_classes > 0]
 
 
-def tiny_model(name: str, **extra):
-    entry = get_entry(name)
-    return convzoo.create_model(name, **{**entry.tiny.overrides, **extra}), entry.tiny
-
-
-def tiny_input(name: str, tiny, batch: int | None = None) -> torch.Tensor:
-    info = convzoo.model_info(name)
-    b = batch or tiny.batch_size
-    return torch.randn(b, info.in_channels, tiny.input_size, tiny.input_size)
-
-
 @pytest.mark.parametrize("name", ALL)
 def test_forward_shape_finite_and_surface(name):
-    model, tiny = tiny_model(name)
+    model = tiny_model(name)
     model.eval()
-    x = tiny_input(name, tiny)
+    x = tiny_input(name)
     with torch.no_grad():
         feats = model.forward_features(x)
         out = model.forward_head(feats)
@@ -51,9 +41,9 @@ def test_forward_shape_finite_and_surface(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_every_parameter_gets_a_gradient(name):
-    model, tiny = tiny_model(name)
+    model = tiny_model(name)
     model.train()
-    x = tiny_input(name, tiny, batch=max(tiny.batch_size, 2))
+    x = tiny_input(name, batch=max(get_entry(name).tiny.batch_size, 2))
     model(x).square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"{name}: no gradient for {missing[:5]}"
@@ -63,9 +53,9 @@ def test_every_parameter_gets_a_gradient(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_eval_is_deterministic_and_batch_independent(name):
-    model, tiny = tiny_model(name)
+    model = tiny_model(name)
     model.eval()
-    x = tiny_input(name, tiny, batch=3)
+    x = tiny_input(name, batch=3)
     with torch.no_grad():
         a = model(x)
         b = model(x)
@@ -76,33 +66,33 @@ def test_eval_is_deterministic_and_batch_independent(name):
 
 @pytest.mark.parametrize("name", ALL)
 def test_state_dict_round_trip(name):
-    model, tiny = tiny_model(name)
+    model = tiny_model(name)
     torch.manual_seed(1)
-    other, _ = tiny_model(name)
+    other = tiny_model(name)
     other.load_state_dict(model.state_dict())
     model.eval()
     other.eval()
-    x = tiny_input(name, tiny)
+    x = tiny_input(name)
     with torch.no_grad():
         torch.testing.assert_close(model(x), other(x), rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("name", CLASSIFIERS)
 def test_reset_classifier(name):
-    model, tiny = tiny_model(name)
+    model = tiny_model(name)
     model.reset_classifier(7)
     model.eval()
     assert model.num_classes == 7
     with torch.no_grad():
-        assert model(tiny_input(name, tiny)).shape[-1] == 7
+        assert model(tiny_input(name)).shape[-1] == 7
 
 
 @pytest.mark.parametrize("name", ALL)
 def test_bad_input_gets_a_clear_error(name):
-    model, tiny = tiny_model(name)
+    model = tiny_model(name)
     model.eval()
     info = convzoo.model_info(name)
-    s = tiny.input_size
+    s = get_entry(name).tiny.input_size
     with pytest.raises(ValueError, match="4D"):
         model(torch.randn(info.in_channels, s, s))
     with pytest.raises(ValueError, match="input channels"):
@@ -139,11 +129,11 @@ def test_full_size_param_count_matches_record_and_paper(name):
 def test_converts_to_float64_and_still_runs(name):
     # .to()/.double() go through nn.Module._apply: a model must not shadow it or hold tensors
     # that do not follow the module.
-    model, tiny = tiny_model(name)
+    model = tiny_model(name)
     model = model.double().eval()
     assert {p.dtype for p in model.parameters()} <= {torch.float64}
     with torch.no_grad():
-        out = model(tiny_input(name, tiny).double())
+        out = model(tiny_input(name).double())
     assert out.dtype == torch.float64
 
 
@@ -177,9 +167,9 @@ BACKBONES = [n for n in ALL if convzoo.model_info(n).family != "dynamic_filter"]
 @pytest.mark.parametrize("name", BACKBONES)
 def test_stages_are_resolution_stages_and_backbone_matches_feature_info(name):
     """The contract: ``stages`` holds one element per resolution, ``neck`` what follows them."""
-    model, tiny = tiny_model(name)
+    model = tiny_model(name)
     model.eval()
-    x = tiny_input(name, tiny)
+    x = tiny_input(name)
     with torch.no_grad():
         final, inter = model.forward_intermediates(x)
         torch.testing.assert_close(final, model.forward_features(x))
@@ -193,7 +183,7 @@ def test_stages_are_resolution_stages_and_backbone_matches_feature_info(name):
     assert [f.shape[1] for f in inter] == info.channels()
 
     last_two = [model.num_stages - 2, model.num_stages - 1] if model.num_stages > 1 else [0]
-    backbone, _ = tiny_model(name, features_only=True, out_indices=last_two)
+    backbone = tiny_model(name, features_only=True, out_indices=last_two)
     backbone.eval()
     with torch.no_grad():
         maps = backbone(x)
@@ -222,7 +212,7 @@ def test_untrained_eval_outputs_are_finite_and_bounded(name, full):
     the output scale. With a variance-preserving init the logits of an N(0, 1) input stay O(1-100)
     (measured: at most ~100, for HyperNet-40-1); 1e3 leaves a 10x margin and still catches any
     init whose scale compounds over depth (those gave 1e5 to inf)."""
-    model = convzoo.create_model(name) if full else tiny_model(name)[0]
+    model = convzoo.create_model(name) if full else tiny_model(name)
     model.eval()
     info = convzoo.model_info(name)
     size = info.input_size if full else get_entry(name).tiny.input_size

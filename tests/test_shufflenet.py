@@ -10,6 +10,7 @@ import torchvision
 from torch import nn
 
 import convzoo
+from conftest import randomize_bn
 from convzoo.bench.counts import count_macs, count_params
 from convzoo.interop import from_torchvision
 from convzoo.models.shufflenet import ShuffleUnit
@@ -116,11 +117,7 @@ def test_v2_basic_unit_passes_half_the_channels_through_to_the_even_positions():
 def test_v2_torchvision_parity(name):
     torch.manual_seed(0)
     tv = getattr(torchvision.models, name)(weights=None).eval()
-    with torch.no_grad():  # non-trivial BN statistics, so that the buffers are checked too
-        for m in tv.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
+    randomize_bn(tv, affine=False)  # non-trivial BN statistics, so the buffers are checked too
     ours = from_torchvision(name, tv).eval()
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():

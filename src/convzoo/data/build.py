@@ -86,6 +86,26 @@ def load_splits(
         return Splits(tr, va, train.classes, f"{cifar} at {root}, held-out {val_fraction:.0%}")
     if not root.is_dir():
         raise DataError(f"--data {root} is not a directory")
+    train_f, val_f, source = _folder_splits(root, val_fraction, split_seed)
+    classes = train_f.classes
+    n = len(train_f) + len(val_f)
+    decode = loader == "device" or (
+        loader == "auto" and n * 3 * image_size**2 <= DECODE_LIMIT_BYTES
+    )
+    if decode:
+        tr = decode_folder(train_f, image_size, on_bad_image)
+        va = decode_folder(val_f, image_size, on_bad_image)
+        return Splits(tr, va, classes, source + " (decoded into memory)")
+    return Splits(
+        verify_images(train_f, on_bad_image), verify_images(val_f, on_bad_image), classes, source
+    )
+
+
+def _folder_splits(
+    root: Path, val_fraction: float, split_seed: int
+) -> tuple[FolderDataset, FolderDataset, str]:
+    """The image files of a folder's train and validation splits (not read yet), and where they
+    come from: ``train/`` and ``val/`` class folders, ``train/`` alone, or class folders."""
     train_f: Dataset
     val_f: Dataset
     if (root / "train").is_dir():
@@ -104,15 +124,4 @@ def load_splits(
         train_f, val_f = _held_out(scan_folder(root), val_fraction, split_seed)
         source = f"ImageFolder {root}, held-out {val_fraction:.0%} (seed {split_seed})"
     assert isinstance(train_f, FolderDataset) and isinstance(val_f, FolderDataset)
-    classes = train_f.classes
-    n = len(train_f) + len(val_f)
-    decode = loader == "device" or (
-        loader == "auto" and n * 3 * image_size**2 <= DECODE_LIMIT_BYTES
-    )
-    if decode:
-        tr = decode_folder(train_f, image_size, on_bad_image)
-        va = decode_folder(val_f, image_size, on_bad_image)
-        return Splits(tr, va, classes, source + " (decoded into memory)")
-    return Splits(
-        verify_images(train_f, on_bad_image), verify_images(val_f, on_bad_image), classes, source
-    )
+    return train_f, val_f, source

@@ -200,7 +200,6 @@ def export_model(
     filters) is exported again for a fixed batch of 2, and the result says so. ``calibration``:
     the int8 calibration images (default: ``cfg.calibration_data`` at ``input_size``).
     """
-    label = cfg.model
     path = Path(cfg.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
@@ -217,26 +216,41 @@ def export_model(
     check = (
         calibration[:3] if calibration is not None else torch.randn(3, *x.shape[1:], generator=gen)
     )
-    note = ""
-    try:
-        quant = _write(model, cfg, path, x, True, calibration)
-        got = _run(cfg.format, path, check)
-    except Exception as err:
-        if isinstance(err, RuntimeUnavailable):
-            raise
-        note = f"batch size fixed at 2: a dynamic batch failed with {_reason(err)}"
-        check = check[:2]
-        try:
-            quant = _write(model, cfg, path, x, False, calibration)
-            got = _run(cfg.format, path, check)
-        except Exception as err2:
-            if isinstance(err2, RuntimeUnavailable):
-                raise
-            raise ExportError(
-                f"{label} cannot be exported to {cfg.format}: {_reason(err2)}"
-            ) from err2
+    quant, got, check, note = _export_and_run(model, cfg, path, x, check, calibration)
     with torch.no_grad():
         want = model(check)
+    diff, tol = _compare(cfg, got, want)
+    return ExportResult(path, cfg.format, diff, tol, check.shape[0], not note, note, quant)
+
+
+def _export_and_run(model: nn.Module, cfg: ExportConfig, path: Path, x: Tensor, check: Tensor,
+                    calibration: Tensor | None) -> tuple[dict[str, Any], Tensor, Tensor, str]:  # fmt: skip
+    """Export with a dynamic batch and run ``check`` through the file; where that fails, export
+    again for the fixed batch of ``x`` and run the first two of ``check``. Returns the int8
+    settings, the file's outputs, the input they are of, and why the batch is fixed ("": it is
+    not). An exporter or runtime failure becomes an ``ExportError``; a missing runtime does not."""
+    try:
+        quant = _write(model, cfg, path, x, True, calibration)
+        return quant, _run(cfg.format, path, check), check, ""
+    except RuntimeUnavailable:
+        raise
+    except Exception as err:
+        note = f"batch size fixed at 2: a dynamic batch failed with {_reason(err)}"
+    check = check[:2]
+    try:
+        quant = _write(model, cfg, path, x, False, calibration)
+        return quant, _run(cfg.format, path, check), check, note
+    except RuntimeUnavailable:
+        raise
+    except Exception as err:
+        reason = _reason(err)
+        raise ExportError(f"{cfg.model} cannot be exported to {cfg.format}: {reason}") from err
+
+
+def _compare(cfg: ExportConfig, got: Tensor, want: Tensor) -> tuple[float, float]:
+    """The exported file's max abs difference from PyTorch and the tolerance it met (see the
+    module doc); ``ExportError`` where the shapes differ or the difference is over it."""
+    label = cfg.model
     if got.shape != want.shape:
         raise ExportError(f"{label} exported to {cfg.format} returns shape {tuple(got.shape)}, "
                           f"PyTorch {tuple(want.shape)}")  # fmt: skip
@@ -249,7 +263,7 @@ def export_model(
             f"{label} exported to {cfg.format}{' int8' if cfg.int8 else ''} disagrees with "
             f"PyTorch: max |diff| {diff:.3g} > tolerance {tol:.3g} (outputs up to {scale:.3g})"
         )
-    return ExportResult(path, cfg.format, diff, tol, check.shape[0], not note, note, quant)
+    return diff, tol
 
 
 def export_registered(cfg: ExportConfig) -> ExportResult:

@@ -11,7 +11,8 @@ A family subclasses ``ZooModel`` and sets four modules:
 
 ``forward_features = neck(stages(stem(x)))`` is defined here once. A family whose paper wires its
 stages other than in sequence overrides ``forward_features`` and ``forward_intermediates``
-together and says why.
+together and says why. A family whose stages share state drawn once per pass (FractalNet's
+drop-path plan) sets it in ``begin_pass``, which both methods call before the stem.
 
 Config fields with one meaning in every family (``tests/test_vocabulary.py`` checks each
 registered config):
@@ -97,8 +98,14 @@ class ZooModel(nn.Module):
 
     # --- features -------------------------------------------------------------------------
 
+    def begin_pass(self) -> None:
+        """Runs once at the start of every pass through the stages (``forward_features``,
+        ``forward_intermediates``), after the input check. Nothing by default; a family whose
+        stages share per-pass state sets it here."""
+
     def forward_features(self, x: Tensor) -> Tensor:
         self.check_input(x)
+        self.begin_pass()
         return self.neck(self.stages(self.stem(x)))
 
     @property
@@ -138,6 +145,7 @@ class ZooModel(nn.Module):
         """
         self.check_input(x)
         take = self._stage_indices(indices)
+        self.begin_pass()
         last = take[-1] if intermediates_only else self.num_stages - 1
         feats = []
         x = self.stem(x)

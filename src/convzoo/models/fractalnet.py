@@ -61,7 +61,7 @@ prototxt has local drop-path only). Eval always runs the full network.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -177,49 +177,19 @@ class FractalBlock(nn.Module):
         return out
 
 
-def _conv_unit(in_channels: int, out_channels: int, drop_rate: float) -> nn.Module:
-    unit = ConvNormAct(in_channels, out_channels, 3)
-    if drop_rate > 0:
-        unit.insert(1, nn.Dropout(drop_rate))  # conv -> dropout -> BN -> ReLU (FoF.prototxt)
-    return unit
+def _conv_block(
+    num_columns: int, in_ch: int, out_ch: int, pool: nn.Module, drop_rate: float = 0.0
+) -> FractalBlock:
+    """A block of conv units, conv3x3 -> BN -> ReLU (with ``drop_rate``: conv -> dropout -> BN ->
+    ReLU, as FoF.prototxt places it); each column's first unit maps ``in_ch`` to ``out_ch``."""
 
+    def unit(column: int, index: int) -> nn.Module:
+        layers = ConvNormAct(in_ch if index == 0 else out_ch, out_ch, 3)
+        if drop_rate > 0:
+            layers.insert(1, nn.Dropout(drop_rate))
+        return layers
 
-def _sample_plan(training: bool, p: float, global_ratio: float, num_columns: int) -> DropPlan:
-    """One draw per mini-batch: global (one column) with probability ``global_ratio``, else local."""
-    if not training or p == 0.0:
-        return FULL
-    if float(torch.rand((), device="cpu")) < global_ratio:
-        return DropPlan(column=int(torch.randint(num_columns, (), device="cpu")))
-    return DropPlan(local=True, p=p)
-
-
-class _Fractal(ZooModel):
-    """Drop-path draws one plan per forward pass, shared by every join (Section 3.1: never mixed
-    within a batch); the stages then run as in every model."""
-
-    def __init__(self, *, drop_path_rate: float, global_ratio: float, **base: int) -> None:
-        super().__init__(**base)
-        check_probability("drop_path_rate", drop_path_rate)
-        if not 0.0 <= global_ratio <= 1.0:
-            raise ValueError(f"global_ratio must be in [0, 1], got {global_ratio}")
-        self.drop_path_rate = drop_path_rate
-        self.global_ratio = global_ratio
-
-    def draw_plan(self) -> None:
-        raise NotImplementedError
-
-    def forward_features(self, x: Tensor) -> Tensor:
-        self.draw_plan()
-        return super().forward_features(x)
-
-    def forward_intermediates(
-        self,
-        x: Tensor,
-        indices: int | Sequence[int] | None = None,
-        intermediates_only: bool = False,
-    ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
-        self.draw_plan()
-        return super().forward_intermediates(x, indices, intermediates_only)
+    return FractalBlock(num_columns, unit, pool)
 
 
 @dataclass(frozen=True)
@@ -235,56 +205,6 @@ class FractalNetConfig:
     in_channels: int = 3
 
 
-class FractalNet(_Fractal):
-    def __init__(self, cfg: FractalNetConfig) -> None:
-        super().__init__(
-            in_channels=cfg.in_channels,
-            num_classes=cfg.num_classes,
-            num_features=cfg.widths[-1],
-            min_input_size=2 ** len(cfg.widths),
-            drop_path_rate=cfg.drop_path_rate,
-            global_ratio=cfg.global_ratio,
-        )
-        drops = cfg.block_dropout or (0.0,) * len(cfg.widths)
-        if len(drops) != len(cfg.widths):
-            raise ValueError(f"block_dropout needs {len(cfg.widths)} values, got {len(drops)}")
-        self.num_columns = cfg.num_columns
-        self.set_eval_column(cfg.eval_column)
-        self.last_plan = FULL
-        blocks = []
-        in_ch = cfg.in_channels
-        for width, p in zip(cfg.widths, drops, strict=True):
-
-            def unit(j: int, u: int, in_ch: int = in_ch, width: int = width, p: float = p):
-                return _conv_unit(in_ch if u == 0 else width, width, p)
-
-            blocks.append(FractalBlock(cfg.num_columns, unit, nn.MaxPool2d(2)))
-            in_ch = width
-        self.stem = nn.Identity()
-        self.stages = nn.Sequential(*blocks)
-        self.head = ClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
-
-    @property
-    def deepest_column(self) -> int:
-        return self.num_columns - 1
-
-    def set_eval_column(self, column: int | None) -> None:
-        """Evaluate only ``column`` (0 = shallowest) in eval mode; ``None``: full network."""
-        if column is not None and not 0 <= column < self.num_columns:
-            raise ValueError(f"eval column must be in [0, {self.num_columns}), got {column}")
-        self.eval_column = column
-
-    def draw_plan(self) -> None:
-        """This forward pass's joins: sampled in training, ``eval_column`` (or all) in eval."""
-        if self.training:
-            plan = _sample_plan(True, self.drop_path_rate, self.global_ratio, self.num_columns)
-        else:
-            plan = DropPlan(column=self.eval_column)
-        self.last_plan = plan
-        for block in self.stages:
-            block.plan = plan
-
-
 @dataclass(frozen=True)
 class FoFConfig:
     macro_columns: int = 3  # fractal blocks per macro column: 1, 2, 4
@@ -297,22 +217,80 @@ class FoFConfig:
     in_channels: int = 3
 
 
+class _Fractal(ZooModel):
+    """What FractalNet and FoF share: no stem, ``stages`` of fractal blocks, a linear head over
+    ``widths[-1]`` channels, and one drop-path plan per forward pass (``begin_pass``) shared by
+    every join (Section 3.1: never mixed within a batch)."""
+
+    def __init__(
+        self, cfg: FractalNetConfig | FoFConfig, stages: nn.Sequential, min_input_size: int
+    ) -> None:
+        super().__init__(
+            in_channels=cfg.in_channels,
+            num_classes=cfg.num_classes,
+            num_features=cfg.widths[-1],
+            min_input_size=min_input_size,
+        )
+        check_probability("drop_path_rate", cfg.drop_path_rate)
+        if not 0.0 <= cfg.global_ratio <= 1.0:
+            raise ValueError(f"global_ratio must be in [0, 1], got {cfg.global_ratio}")
+        self.drop_path_rate = cfg.drop_path_rate
+        self.global_ratio = cfg.global_ratio
+        self.stem = nn.Identity()
+        self.stages = stages
+        self.head = ClassifierHead(cfg.widths[-1], cfg.num_classes, drop_rate=cfg.drop_rate)
+
+    def sample_plan(self, num_columns: int) -> DropPlan:
+        """Training with drop-path: global (one of ``num_columns``) with probability
+        ``global_ratio``, else local; otherwise the full network. One draw per mini-batch."""
+        if not self.training or self.drop_path_rate == 0.0:
+            return FULL
+        if float(torch.rand((), device="cpu")) < self.global_ratio:
+            return DropPlan(column=int(torch.randint(num_columns, (), device="cpu")))
+        return DropPlan(local=True, p=self.drop_path_rate)
+
+
+class FractalNet(_Fractal):
+    def __init__(self, cfg: FractalNetConfig) -> None:
+        drops = cfg.block_dropout or (0.0,) * len(cfg.widths)
+        if len(drops) != len(cfg.widths):
+            raise ValueError(f"block_dropout needs {len(cfg.widths)} values, got {len(drops)}")
+        ins = (cfg.in_channels, *cfg.widths[:-1])
+        blocks = (
+            _conv_block(cfg.num_columns, in_ch, width, nn.MaxPool2d(2), p)
+            for in_ch, width, p in zip(ins, cfg.widths, drops, strict=True)
+        )
+        super().__init__(cfg, nn.Sequential(*blocks), min_input_size=2 ** len(cfg.widths))
+        self.num_columns = cfg.num_columns
+        self.set_eval_column(cfg.eval_column)
+        self.last_plan = FULL
+
+    @property
+    def deepest_column(self) -> int:
+        return self.num_columns - 1
+
+    def set_eval_column(self, column: int | None) -> None:
+        """Evaluate only ``column`` (0 = shallowest) in eval mode; ``None``: full network."""
+        if column is not None and not 0 <= column < self.num_columns:
+            raise ValueError(f"eval column must be in [0, {self.num_columns}), got {column}")
+        self.eval_column = column
+
+    def begin_pass(self) -> None:
+        """This forward pass's joins: sampled in training, ``eval_column`` (or all) in eval."""
+        if self.training:
+            plan = self.sample_plan(self.num_columns)
+        else:
+            plan = DropPlan(column=self.eval_column)
+        self.last_plan = plan
+        for block in self.stages:
+            block.plan = plan
+
+
 class FoF(_Fractal):
     def __init__(self, cfg: FoFConfig) -> None:
         depth = 2 ** (cfg.macro_columns - 1)
         if len(cfg.widths) != depth:
             raise ValueError(f"widths needs {depth} values (2^(macro_columns-1)), got {cfg.widths}")
-        super().__init__(
-            in_channels=cfg.in_channels,
-            num_classes=cfg.num_classes,
-            num_features=cfg.widths[-1],
-            min_input_size=2**depth,
-            drop_path_rate=cfg.drop_path_rate,
-            global_ratio=cfg.global_ratio,
-        )
-        self.macro_columns = cfg.macro_columns
-        self.inner_columns = cfg.inner_columns
-        self.last_plan = (FULL, FULL)
 
         def macro_unit(j: int, u: int) -> nn.Module:
             # Macro column j's unit u stands for ``span`` deepest-column blocks: it maps their
@@ -320,24 +298,20 @@ class FoF(_Fractal):
             span = depth >> j
             start, end = u * span, (u + 1) * span
             in_ch = cfg.in_channels if start == 0 else cfg.widths[start - 1]
-            out_ch = cfg.widths[end - 1]
+            return _conv_block(cfg.inner_columns, in_ch, cfg.widths[end - 1], nn.MaxPool2d(2**span))
 
-            def unit(col: int, idx: int) -> nn.Module:
-                return _conv_unit(in_ch if idx == 0 else out_ch, out_ch, 0.0)
-
-            return FractalBlock(cfg.inner_columns, unit, nn.MaxPool2d(2**span))
-
-        self.stem = nn.Identity()
         # One stage: the macro columns join only at 8x8 and at the end, and the shallowest one
         # spans the whole network, so the fractal of fractals cannot be cut into a sequence of
         # per-resolution stages.
-        self.stages = nn.Sequential(FractalBlock(cfg.macro_columns, macro_unit))
-        self.head = ClassifierHead(cfg.widths[-1], cfg.num_classes, drop_rate=cfg.drop_rate)
+        stages = nn.Sequential(FractalBlock(cfg.macro_columns, macro_unit))
+        super().__init__(cfg, stages, min_input_size=2**depth)
+        self.macro_columns = cfg.macro_columns
+        self.inner_columns = cfg.inner_columns
+        self.last_plan = (FULL, FULL)
 
-    def draw_plan(self) -> None:
+    def begin_pass(self) -> None:
         """One plan for the macro joins and one for the joins inside every macro unit."""
-        p, ratio = self.drop_path_rate, self.global_ratio
-        macro = _sample_plan(self.training, p, ratio, self.macro_columns)
+        macro = self.sample_plan(self.macro_columns)
         if macro.column is not None:  # global: one inner column too, the same in every block
             inner = DropPlan(column=int(torch.randint(self.inner_columns, (), device="cpu")))
         else:

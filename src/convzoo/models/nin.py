@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import nn
 
@@ -30,14 +31,24 @@ from convzoo.registry import ModelInfo, Paper, Tiny, register_model
 PAPER = Paper("Network In Network", "1312.4400", "Lin, Chen, Yan", 2014)
 
 
+class MlpConv(NamedTuple):
+    """One mlpconv: a ``kernel`` x ``kernel`` conv to ``width`` channels, then 1x1 convs to
+    ``mlp1`` and ``mlp2`` channels (a two-layer perceptron at every pixel); a width of 0 leaves
+    that 1x1 conv out. A plain tuple ``(kernel, width, mlp1, mlp2)`` is read the same way."""
+
+    kernel: int
+    width: int
+    mlp1: int
+    mlp2: int
+
+
 @dataclass(frozen=True)
 class NiNConfig:
-    # (spatial kernel, spatial width, 1x1 width, 1x1 width) of each mlpconv; the last 1x1 of the
-    # last block is the classifier and is not listed.
-    blocks: tuple[tuple[int, int, int, int], ...] = (
-        (5, 192, 160, 96),
-        (5, 192, 192, 192),
-        (3, 192, 192, 0),
+    # The last mlpconv's second 1x1 conv is the classifier (``head``), hence its 0.
+    blocks: tuple[MlpConv, ...] = (
+        MlpConv(kernel=5, width=192, mlp1=160, mlp2=96),
+        MlpConv(kernel=5, width=192, mlp1=192, mlp2=192),
+        MlpConv(kernel=3, width=192, mlp1=192, mlp2=0),
     )
     block_dropout: float = 0.5  # after the first two mlpconvs (section 4.2)
     drop_rate: float = 0.0  # before the classifying 1x1 conv (not in the paper)
@@ -48,36 +59,30 @@ class NiNConfig:
 
 class NiN(ZooModel):
     def __init__(self, cfg: NiNConfig) -> None:
-        *body, last = cfg.blocks
+        rows = [MlpConv(*row) for row in cfg.blocks]
         super().__init__(
             in_channels=cfg.in_channels,
             num_classes=cfg.num_classes,
-            num_features=last[2],
-            min_input_size=2 ** len(body),
+            num_features=rows[-1].mlp1,
+            min_input_size=2 ** (len(rows) - 1),
         )
         norm = nn.BatchNorm2d if cfg.batch_norm else None
 
-        def mlpconv(in_ch: int, k: int, widths: tuple[int, ...]) -> list[nn.Module]:
-            layers = [ConvNormAct(in_ch, widths[0], k, norm_layer=norm)]
+        def mlpconv(in_ch: int, row: MlpConv) -> list[nn.Module]:
+            widths = [w for w in (row.width, row.mlp1, row.mlp2) if w]
+            layers = [ConvNormAct(in_ch, widths[0], row.kernel, norm_layer=norm)]
             layers += [ConvNormAct(a, b, 1, norm_layer=norm) for a, b in itertools.pairwise(widths)]
             return layers
 
         # The first mlpconv is the stem; pooling + dropout open each later stage.
-        k0, *w0 = body[0]
-        self.stem = nn.Sequential(*mlpconv(cfg.in_channels, k0, tuple(w0)))
+        self.stem = nn.Sequential(*mlpconv(cfg.in_channels, rows[0]))
         stages: list[nn.Module] = []
-        in_ch = w0[-1]
+        in_ch = self.stem[-1].out_channels
         pools = [nn.MaxPool2d, nn.AvgPool2d, nn.AvgPool2d]
-        for i, (k, *widths) in enumerate([*body[1:], last]):
-            widths = [w for w in widths if w]
-            stages.append(
-                nn.Sequential(
-                    pools[min(i, 2)](3, stride=2, padding=1, ceil_mode=True),
-                    nn.Dropout(cfg.block_dropout),
-                    *mlpconv(in_ch, k, tuple(widths)),
-                )
-            )
-            in_ch = widths[-1]
+        for i, row in enumerate(rows[1:]):
+            pool = pools[min(i, 2)](3, stride=2, padding=1, ceil_mode=True)
+            stages.append(nn.Sequential(pool, nn.Dropout(cfg.block_dropout), *mlpconv(in_ch, row)))
+            in_ch = stages[-1][-1].out_channels
         self.stages = nn.Sequential(*stages)
         self.head = ConvClassifierHead(in_ch, cfg.num_classes, drop_rate=cfg.drop_rate)
 
@@ -97,5 +102,8 @@ register_model(
         paper_accuracy=91.19,
         notes="Paper accuracy is with data augmentation (8.81% error); 89.59% without.",
     ),
-    tiny=Tiny(overrides={"blocks": ((3, 8, 8, 8), (3, 8, 8, 8), (3, 8, 8, 0))}, input_size=16),
+    tiny=Tiny(
+        overrides={"blocks": (MlpConv(3, 8, 8, 8), MlpConv(3, 8, 8, 8), MlpConv(3, 8, 8, 0))},
+        input_size=16,
+    ),
 )

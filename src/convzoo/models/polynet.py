@@ -36,6 +36,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from torch import nn
 
@@ -45,6 +46,7 @@ from convzoo.layers.head import ClassifierHead
 from convzoo.models.base import ZooModel
 from convzoo.models.polynet_blocks import (
     Branches,
+    Conv,
     InceptionReduction,
     InceptionV4Stem,
     PolyInception,
@@ -59,20 +61,40 @@ PAPER = Paper(
     2017,
 )
 
-ModuleSpec = tuple[PolyKind, int]  # (kind, order), e.g. ("poly", 3)
+
+class PolyModule(NamedTuple):
+    """One PolyInception module of a stage: ``kind`` (poly, mpoly, way) and ``order`` (2 or 3),
+    e.g. ``PolyModule("poly", 3)``; a plain tuple ``(kind, order)`` is read the same way."""
+
+    kind: PolyKind
+    order: int
+
 
 # Inception-ResNet-v2 residual functions (Szegedy et al. 2016, Figures 16, 17, 19): A at 384
 # channels, B at 1152, C at 2048; Reduction-A (k, l, m, n) = (256, 256, 384, 384) and
-# Reduction-B of Figure 18.
-# Branch order as in the released model (it fixes the channel order of the concatenation).
-BLOCK_A: Branches = (((1, 32), (3, 48), (3, 64)), ((1, 32), (3, 32)), ((1, 32),))
-BLOCK_B: Branches = (((1, 128), ((1, 7), 160), ((7, 1), 192)), ((1, 192),))
-BLOCK_C: Branches = (((1, 192), ((1, 3), 224), ((3, 1), 256)), ((1, 192),))
-REDUCTION_A: Branches = (((1, 256), (3, 256), (3, 384, 2)), ((3, 384, 2),))
+# Reduction-B of Figure 18. One line per branch, in the released model's order (it fixes the
+# channel order of the concatenation); Conv(kernel, out_channels[, stride]).
+BLOCK_A: Branches = (
+    (Conv(1, 32), Conv(3, 48), Conv(3, 64)),
+    (Conv(1, 32), Conv(3, 32)),
+    (Conv(1, 32),),
+)
+BLOCK_B: Branches = (
+    (Conv(1, 128), Conv((1, 7), 160), Conv((7, 1), 192)),
+    (Conv(1, 192),),
+)
+BLOCK_C: Branches = (
+    (Conv(1, 192), Conv((1, 3), 224), Conv((3, 1), 256)),
+    (Conv(1, 192),),
+)
+REDUCTION_A: Branches = (
+    (Conv(1, 256), Conv(3, 256), Conv(3, 384, stride=2)),
+    (Conv(3, 384, stride=2),),
+)
 REDUCTION_B: Branches = (
-    ((1, 256), (3, 256), (3, 256, 2)),
-    ((1, 256), (3, 256, 2)),
-    ((1, 256), (3, 384, 2)),
+    (Conv(1, 256), Conv(3, 256), Conv(3, 256, stride=2)),
+    (Conv(1, 256), Conv(3, 256, stride=2)),
+    (Conv(1, 256), Conv(3, 384, stride=2)),
 )
 
 
@@ -84,9 +106,9 @@ class PolyNetConfig:
     block_c: Branches = BLOCK_C
     reduction_a: Branches = REDUCTION_A
     reduction_b: Branches = REDUCTION_B
-    stage_a: tuple[ModuleSpec, ...] = (("way", 2),) * 10
-    stage_b: tuple[ModuleSpec, ...] = (("poly", 3), ("way", 2)) * 10
-    stage_c: tuple[ModuleSpec, ...] = (("poly", 3), ("way", 2)) * 5
+    stage_a: tuple[PolyModule, ...] = (PolyModule("way", 2),) * 10
+    stage_b: tuple[PolyModule, ...] = (PolyModule("poly", 3), PolyModule("way", 2)) * 10
+    stage_c: tuple[PolyModule, ...] = (PolyModule("poly", 3), PolyModule("way", 2)) * 5
     residual_scale: tuple[float, float] = (1.0, 0.7)  # first and last module, linear between
     share_norm: bool = False  # poly modules: one BatchNorm set for all applications of F
     share_projection: bool = False  # poly modules: one final 1x1 projection for all
@@ -126,7 +148,7 @@ class PolyNet(ZooModel):
         scales = iter([first + (last - first) * i / max(n - 1, 1) for i in range(n)])
         drops = iter(drop_path_rates(cfg.drop_path_rate, n))
 
-        def stage(mods: tuple[ModuleSpec, ...], channels: int, branches: Branches) -> nn.Sequential:
+        def stage(mods: tuple[PolyModule, ...], channels: int, branches: Branches) -> nn.Sequential:
             return nn.Sequential(
                 *(
                     PolyInception(
@@ -165,6 +187,12 @@ class PolyNet(ZooModel):
         self.head = ClassifierHead(channels, cfg.num_classes, drop_rate=cfg.drop_rate)
 
 
+# The tiny test builds of both models: every branch shape of the full ones at width 4-8.
+_TINY_BLOCK_A: Branches = ((Conv(1, 4),), (Conv(1, 4), Conv(3, 4)))
+_TINY_BLOCK_B: Branches = ((Conv(1, 4),), (Conv(1, 4), Conv((1, 7), 4), Conv((7, 1), 4)))
+_TINY_BLOCK_C: Branches = ((Conv(1, 4),), (Conv(1, 4), Conv((1, 3), 4), Conv((3, 1), 4)))
+_TINY_REDUCTION: Branches = ((Conv(3, 8, stride=2),),)
+
 register_model(
     "polynet",
     PolyNet,
@@ -184,14 +212,14 @@ register_model(
     ),
     tiny=Tiny(
         overrides={
-            "block_a": (((1, 4),), ((1, 4), (3, 4))),
-            "block_b": (((1, 4),), ((1, 4), ((1, 7), 4), ((7, 1), 4))),
-            "block_c": (((1, 4),), ((1, 4), ((1, 3), 4), ((3, 1), 4))),
-            "reduction_a": (((3, 8, 2),),),
-            "reduction_b": (((3, 8, 2),),),
-            "stage_a": (("way", 2),),
-            "stage_b": (("poly", 3),),
-            "stage_c": (("poly", 3), ("way", 2)),
+            "block_a": _TINY_BLOCK_A,
+            "block_b": _TINY_BLOCK_B,
+            "block_c": _TINY_BLOCK_C,
+            "reduction_a": _TINY_REDUCTION,
+            "reduction_b": _TINY_REDUCTION,
+            "stage_a": (PolyModule("way", 2),),
+            "stage_b": (PolyModule("poly", 3),),
+            "stage_c": (PolyModule("poly", 3), PolyModule("way", 2)),
         },
         # 139 px: the smallest input whose valid-padded reductions stay within 1.5x of the nominal
         # strides (75 px, the smallest accepted, leaves stage B 3 px wide, 1/25 of the input).
@@ -204,14 +232,31 @@ register_model(
     PolyNet,
     PolyNetConfig(
         stem_width=64,
-        block_a=(((1, 16),), ((1, 16), (3, 16)), ((1, 16), (3, 24), (3, 32))),
-        block_b=(((1, 48),), ((1, 32), ((1, 7), 40), ((7, 1), 48))),
-        block_c=(((1, 48),), ((1, 48), ((1, 3), 56), ((3, 1), 64))),
-        reduction_a=(((1, 64), (3, 64), (3, 96, 2)), ((3, 96, 2),)),
-        reduction_b=(((1, 64), (3, 64), (3, 64, 2)), ((1, 64), (3, 64, 2)), ((1, 64), (3, 96, 2))),
-        stage_a=(("poly", 2), ("way", 2)),
-        stage_b=(("poly", 3), ("mpoly", 2), ("way", 2)),
-        stage_c=(("poly", 3), ("way", 2)),
+        block_a=(
+            (Conv(1, 16),),
+            (Conv(1, 16), Conv(3, 16)),
+            (Conv(1, 16), Conv(3, 24), Conv(3, 32)),
+        ),
+        block_b=(
+            (Conv(1, 48),),
+            (Conv(1, 32), Conv((1, 7), 40), Conv((7, 1), 48)),
+        ),
+        block_c=(
+            (Conv(1, 48),),
+            (Conv(1, 48), Conv((1, 3), 56), Conv((3, 1), 64)),
+        ),
+        reduction_a=(
+            (Conv(1, 64), Conv(3, 64), Conv(3, 96, stride=2)),
+            (Conv(3, 96, stride=2),),
+        ),
+        reduction_b=(
+            (Conv(1, 64), Conv(3, 64), Conv(3, 64, stride=2)),
+            (Conv(1, 64), Conv(3, 64, stride=2)),
+            (Conv(1, 64), Conv(3, 96, stride=2)),
+        ),
+        stage_a=(PolyModule("poly", 2), PolyModule("way", 2)),
+        stage_b=(PolyModule("poly", 3), PolyModule("mpoly", 2), PolyModule("way", 2)),
+        stage_c=(PolyModule("poly", 3), PolyModule("way", 2)),
         share_norm=True,
         share_projection=True,
         drop_rate=0.0,
@@ -230,11 +275,11 @@ register_model(
     tiny=Tiny(
         overrides={
             "stem_width": 8,
-            "block_a": (((1, 4),), ((1, 4), (3, 4))),
-            "block_b": (((1, 4),), ((1, 4), ((1, 7), 4), ((7, 1), 4))),
-            "block_c": (((1, 4),), ((1, 4), ((1, 3), 4), ((3, 1), 4))),
-            "reduction_a": (((3, 8, 2),),),
-            "reduction_b": (((3, 8, 2),),),
+            "block_a": _TINY_BLOCK_A,
+            "block_b": _TINY_BLOCK_B,
+            "block_c": _TINY_BLOCK_C,
+            "reduction_a": _TINY_REDUCTION,
+            "reduction_b": _TINY_REDUCTION,
         },
         input_size=16,
     ),

@@ -21,7 +21,7 @@ convs (one BatchNorm set and one projection per application), which ``polynet`` 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -29,17 +29,27 @@ from torch import Tensor, nn
 from convzoo.layers.conv import ConvNormAct
 from convzoo.layers.drop import DropPath
 
-# A branch is a sequence of convs (kernel, out_channels) or (kernel, out_channels, stride); a
-# kernel is an int or (height, width). Stride-1 convs keep the size, stride-2 convs are "valid".
-ConvSpec = tuple[int | tuple[int, int], int] | tuple[int | tuple[int, int], int, int]
-Branches = tuple[tuple[ConvSpec, ...], ...]
+
+class Conv(NamedTuple):
+    """One conv of a branch: ``kernel`` (an int, or (height, width)) to ``out_channels``.
+    Stride-1 convs keep the size, stride-2 convs are "valid". A plain tuple
+    ``(kernel, out_channels[, stride])`` is read the same way."""
+
+    kernel: int | tuple[int, int]
+    out_channels: int
+    stride: int = 1
+
+
+# Parallel branches, each a sequence of convs.
+Branches = tuple[tuple[Conv, ...], ...]
 PolyKind = Literal["poly", "mpoly", "way"]
 POLY_KINDS: tuple[str, ...] = ("poly", "mpoly", "way")
 
 
-def _unpack(spec: ConvSpec) -> tuple[tuple[int, int], int, int, tuple[int, int]]:
-    kernel, out_ch, *rest = spec
-    stride = rest[0] if rest else 1
+def _unpack(
+    spec: Conv | tuple[int | tuple[int, int], ...],
+) -> tuple[tuple[int, int], int, int, tuple[int, int]]:
+    kernel, out_ch, stride = Conv(*spec)
     ks = (kernel, kernel) if isinstance(kernel, int) else tuple(kernel)
     padding = (0, 0) if stride > 1 else ((ks[0] - 1) // 2, (ks[1] - 1) // 2)
     return ks, out_ch, stride, padding
@@ -49,7 +59,7 @@ class SharedConvNorm(nn.Module):
     """conv -> BatchNorm -> ReLU whose conv serves ``num_norms`` applications, each with its own
     BatchNorm (statistics of F(x) and F(F(x)) differ); ``num_norms=1`` is a plain unit."""
 
-    def __init__(self, in_channels: int, spec: ConvSpec, num_norms: int = 1) -> None:
+    def __init__(self, in_channels: int, spec: Conv, num_norms: int = 1) -> None:
         super().__init__()
         ks, out_ch, stride, padding = _unpack(spec)
         self.out_channels = out_ch

@@ -191,34 +191,9 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
         table = measure_latency_table(supernet, cfg.device, cfg.latency_batch_size)
         table.save(cfg.latency_table or out / "latency_table.json")
     supernet.to(device)
-    lat = table.as_tensor().to(device)
     scale = cfg.latency_scale or auto_latency_scale(table)
-    w_opt = torch.optim.SGD(supernet.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
-                            weight_decay=cfg.w_weight_decay)  # fmt: skip
-    steps = cfg.epochs * len(w_loader)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, max(1, steps))
-    t_opt = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.theta_lr,
-                             weight_decay=cfg.theta_weight_decay)  # fmt: skip
-    arch_batches = _cycle(a_loader)
-    history = []
     t0 = time.perf_counter()
-    for epoch in range(cfg.epochs):
-        supernet.temperature = cfg.temperature * cfg.temperature_decay**epoch
-        w_loader.set_epoch(epoch)
-        search_theta = epoch >= cfg.warmup_epochs
-        bar = tqdm(w_loader, desc=f"search {epoch + 1}/{cfg.epochs}", disable=not cfg.progress)
-        stats: dict[str, float] = {}
-        for batch in bar:
-            supernet.train()
-            stats = search_step(supernet, w_opt, t_opt if search_theta else None, batch,
-                                next(arch_batches) if search_theta else None, lat,
-                                table.fixed_ms, cfg, scale)  # fmt: skip
-            sched.step()
-            bar.set_postfix(ce=f"{stats['w_ce']:.3f}", lat=f"{stats['expected_latency_ms']:.2f}ms")
-        spec = supernet.sample_spec()
-        history.append({"epoch": epoch + 1, "temperature": supernet.temperature, **stats,
-                        "argmax": [b.candidate for s in spec for b in s],
-                        "predicted_ms": table.predict(spec)})  # fmt: skip
+    history = _search_epochs(cfg, supernet, table, scale, w_loader, a_loader, device)
     spec = supernet.sample_spec()
     args = supernet.model_args(spec)
     (out / "arch.json").write_text(spec_to_json(spec, indent=1))
@@ -241,6 +216,39 @@ def run_search(cfg: SearchConfig) -> dict[str, Any]:
     }
     (out / "search.json").write_text(json.dumps(result, indent=1))
     return result
+
+
+def _search_epochs(cfg: SearchConfig, supernet: FBNetSupernet, table: LatencyTable, scale: float,
+                   w_loader: Any, a_loader: Any, device: torch.device) -> list[dict[str, Any]]:  # fmt: skip
+    """The epochs: each batch of the weight split is one ``search_step`` (theta too once the
+    warm-up is over, on the next batch of the architecture split); one history row per epoch."""
+    lat = table.as_tensor().to(device)
+    w_opt = torch.optim.SGD(supernet.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
+                            weight_decay=cfg.w_weight_decay)  # fmt: skip
+    steps = cfg.epochs * len(w_loader)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, max(1, steps))
+    t_opt = torch.optim.Adam(supernet.arch_parameters(), lr=cfg.theta_lr,
+                             weight_decay=cfg.theta_weight_decay)  # fmt: skip
+    arch_batches = _cycle(a_loader)
+    history = []
+    for epoch in range(cfg.epochs):
+        supernet.temperature = cfg.temperature * cfg.temperature_decay**epoch
+        w_loader.set_epoch(epoch)
+        search_theta = epoch >= cfg.warmup_epochs
+        bar = tqdm(w_loader, desc=f"search {epoch + 1}/{cfg.epochs}", disable=not cfg.progress)
+        stats: dict[str, float] = {}
+        for batch in bar:
+            supernet.train()
+            stats = search_step(supernet, w_opt, t_opt if search_theta else None, batch,
+                                next(arch_batches) if search_theta else None, lat,
+                                table.fixed_ms, cfg, scale)  # fmt: skip
+            sched.step()
+            bar.set_postfix(ce=f"{stats['w_ce']:.3f}", lat=f"{stats['expected_latency_ms']:.2f}ms")
+        spec = supernet.sample_spec()
+        history.append({"epoch": epoch + 1, "temperature": supernet.temperature, **stats,
+                        "argmax": [b.candidate for s in spec for b in s],
+                        "predicted_ms": table.predict(spec)})  # fmt: skip
+    return history
 
 
 def measure_spec_latency(model_args: dict, input_size: int, device: str, batch_size: int) -> float:
