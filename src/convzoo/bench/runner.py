@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convzoo.bench.compare import model_sizes
 from convzoo.bench.counts import count_macs, count_params, count_stage_macs
 from convzoo.bench.measure import MIB, peak_memory_bytes, time_calls, time_interleaved, timing_stats
 from convzoo.bench.runtimes import (
@@ -238,12 +239,14 @@ def _train_row(state: _Model, model: nn.Module, batch: int) -> dict[str, Any]:
 
 def _counts(spec: ModelSpec, model: nn.Module) -> dict[str, Any]:
     meta = copy.deepcopy(model).to("meta")  # counting on meta costs no arithmetic
+    example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     return {
         "model": spec.name,
         "params": count_params(model),
         "params_trainable": count_params(model, trainable_only=True),
         "macs": count_macs(meta, spec.input_size, spec.in_channels),
         "macs_per_stage": count_stage_macs(meta, spec.input_size, spec.in_channels),
+        **model_sizes(meta, example),
         "input_size": spec.input_size,
         "accuracy_top1_pct": spec.accuracy,
         "accuracy_source": spec.accuracy_source,
