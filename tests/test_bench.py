@@ -235,6 +235,29 @@ def test_cli_bench_writes_files_and_shows_progress(tmp_path, capsys):
     assert data["models"][0]["accuracy_top1_pct"] == 88.0
 
 
+def test_cli_bench_reports_the_sizes_compare_reports(tmp_path, capsys):
+    """Model size (SqueezeNet Table 2) in bench's table, JSON and CSV: the same MB at fp32, fp16
+    and int8 as ``convzoo compare`` for the same full-size model."""
+    from convzoo.bench.compare import compare_rows
+
+    argv = ["bench", "resnet20_cifar", "--batch-sizes", "1", "--repeats", "1", "--warmup", "0"]
+    argv += ["--min-repeat-s", "0", "--threads", "1", "--output", str(tmp_path)]
+    assert main(argv) == 0
+    (want,) = compare_rows("resnet20_cifar")
+    (got,) = json.loads((tmp_path / "bench.json").read_text())["models"]
+    keys = ("size_mb_fp32", "size_mb_fp16", "size_mb_int8")
+    assert {k: got[k] for k in keys} == {k: want[k] for k in keys}
+    # a byte per weight plus per-channel scales and int32 biases: above a quarter of fp32
+    assert want["size_mb_fp32"] / 4 < want["size_mb_int8"] < want["size_mb_fp16"]
+    row = next(csv.DictReader((tmp_path / "bench.csv").open()))
+    assert float(row["size_mb_int8"]) == pytest.approx(want["size_mb_int8"])
+    lines = capsys.readouterr().out.splitlines()
+    header = next(line.split() for line in lines if line.startswith("model  "))
+    cells = next(line.split() for line in lines if line.startswith("resnet20_cifar "))
+    assert header[3:9] == ["MB", "fp32", "MB", "fp16", "MB", "int8"]
+    assert cells[2:5] == [f"{want[k]:.2f}" for k in keys]
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "says"),
     [

@@ -58,6 +58,7 @@ __all__ = [
     "format_compare",
     "int8_mb",
     "load_measured",
+    "model_sizes",
     "state_dict_mb",
 ]
 
@@ -111,16 +112,20 @@ def _diff(ours: float | None, paper: float | None) -> tuple[float | None, float 
     return ours - paper, (100 * (ours - paper) / paper if paper else None)
 
 
-def _sizes(
-    model: nn.Module, input_size: int | tuple[int, int], with_int8: bool
-) -> dict[str, float | None]:
-    h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
-    example = torch.zeros(1, model.in_channels, h, w)
+def model_sizes(model: nn.Module, example_input: Tensor | None) -> dict[str, float | None]:
+    """``size_mb_fp32``, ``size_mb_fp16`` and ``size_mb_int8`` (MB of 2^20 bytes; see the module
+    docstring), as ``convzoo compare`` and ``convzoo bench`` report them. ``example_input``
+    finds the BatchNorm folded into convs for int8 (``None``: no int8 size)."""
     return {
         "size_mb_fp32": state_dict_mb(model, torch.float32),
         "size_mb_fp16": state_dict_mb(model, torch.float16),
-        "size_mb_int8": int8_mb(model, example) if with_int8 else None,
+        "size_mb_int8": int8_mb(model, example_input) if example_input is not None else None,
     }
+
+
+def _example(model: nn.Module, input_size: int | tuple[int, int]) -> Tensor:
+    h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+    return torch.zeros(1, model.in_channels, h, w)
 
 
 def compare_rows(pattern: str = "*", macs: bool = True) -> list[dict[str, Any]]:
@@ -156,7 +161,7 @@ def compare_rows(pattern: str = "*", macs: bool = True) -> list[dict[str, Any]]:
                 "macs_diff_g": dm,
                 "macs_diff_pct": dm_pct,
                 "paper_accuracy": info.paper_accuracy,
-                **_sizes(model, counts["input_size"], with_int8=macs),
+                **model_sizes(model, _example(model, counts["input_size"]) if macs else None),
                 "table": info.table,
             }
         )

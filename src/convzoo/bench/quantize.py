@@ -12,23 +12,75 @@ weights (ONNX Runtime's quantization documentation), which costs accuracy.
 
 Calibration uses real images (``calibration_images``): the embedded scikit-learn digits by
 default, or a folder / CIFAR directory; an untrained model calibrated on noise would say nothing
-about the accuracy a user gets.
+about the accuracy a user gets. The images are normalized as the model expects its input
+(``model_normalization``: the mean and std of its published weights, or the training
+normalization a checkpoint stores), since the activation ranges are read off exactly these
+inputs; a model with no such record gets the images' own channel mean and std.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from convzoo.bench.runtimes import require
 
-__all__ = ["calibration_images", "has_vnni", "quantize_onnx"]
+__all__ = [
+    "OWN_STATISTICS",
+    "Normalization",
+    "calibration_images",
+    "has_vnni",
+    "model_normalization",
+    "normalization_record",
+    "quantize_onnx",
+]
+
+OWN_STATISTICS = "the calibration images' own channel mean and std"
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """Per-channel ``(pixel / 255 - mean) / std`` (mean and std on the 0..1 scale), and where
+    the constants come from."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    source: str
+
+    def __post_init__(self) -> None:
+        if not self.mean or len(self.mean) != len(self.std):
+            raise ValueError(f"normalization from {self.source}: mean {list(self.mean)} and std "
+                             f"{list(self.std)} need one value per channel each")  # fmt: skip
+        if min(self.std) <= 0:
+            raise ValueError(f"normalization from {self.source}: std must be > 0, got "
+                             f"{list(self.std)}")  # fmt: skip
+
+
+def model_normalization(model: nn.Module) -> Normalization | None:
+    """The normalization ``model`` expects, from ``model.pretrained_cfg`` (``convzoo.pretrained``:
+    published weights' mean and std, or a training checkpoint's); ``None`` where it records none
+    (random weights, or a checkpoint saved without mean and std)."""
+    weights = getattr(model, "pretrained_cfg", None)
+    prep = getattr(weights, "preprocess", None)
+    if weights is None or prep is None or not prep.mean or not prep.std:
+        return None
+    return Normalization(tuple(prep.mean), tuple(prep.std),
+                         f"{weights.library} {weights.weights}")  # fmt: skip
+
+
+def normalization_record(normalization: Normalization | None) -> dict[str, Any]:
+    """How calibration images were normalized, for a report (JSON-ready)."""
+    if normalization is None:
+        return {"source": OWN_STATISTICS}
+    return {"source": normalization.source, "mean": list(normalization.mean),
+            "std": list(normalization.std)}  # fmt: skip
 
 
 def has_vnni() -> bool:
@@ -42,10 +94,16 @@ def has_vnni() -> bool:
 
 
 def calibration_images(
-    data: str | None = None, *, size: int, count: int = 64, seed: int = 0
+    data: str | None = None,
+    *,
+    size: int,
+    count: int = 64,
+    seed: int = 0,
+    normalization: Normalization | None = None,
 ) -> Tensor:
-    """``count`` real images (float, normalized by their own channel mean and std), balanced over
-    classes: from ``data`` (a CIFAR or image folder, as ``--data`` takes), or the digits."""
+    """``count`` real images as float, balanced over classes: from ``data`` (a CIFAR or image
+    folder, as ``--data`` takes), or the digits. Normalized by ``normalization`` (the model's:
+    ``model_normalization``), or by the images' own channel mean and std when it is ``None``."""
     from convzoo.data.build import load_splits
     from convzoo.data.datasets import ArrayDataset, channel_stats, find_cifar, read_image
 
@@ -66,7 +124,14 @@ def calibration_images(
     else:
         arrays = [read_image(train.samples[i][0], size) for i in picked]
         images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
-    mean, std = channel_stats(images)
+    if normalization is None:
+        mean, std = channel_stats(images)
+    elif len(normalization.mean) != images.shape[1]:
+        raise ValueError(f"normalization from {normalization.source} has "
+                         f"{len(normalization.mean)} channels; the calibration images have "
+                         f"{images.shape[1]}")  # fmt: skip
+    else:
+        mean, std = list(normalization.mean), list(normalization.std)
     x = images.float() / 255.0
     return (x - torch.tensor(mean).view(1, -1, 1, 1)) / torch.tensor(std).view(1, -1, 1, 1)
 

@@ -30,6 +30,9 @@ CSV_FIELDS = (
     "params",
     "params_trainable",
     "macs",
+    "size_mb_fp32",
+    "size_mb_fp16",
+    "size_mb_int8",
     "input_size",
     "accuracy_top1_pct",
     "batch_size",
@@ -62,13 +65,15 @@ def _fmt(value: Any, fmt: str = "{}") -> str:
 
 
 def summary_rows(report: Mapping[str, Any]) -> list[list[str]]:
-    """One row per model: name, params (M), GMACs, throughput, accuracy."""
+    """One row per model: name, params (M), size (MB at fp32, fp16, int8), GMACs, throughput,
+    accuracy."""
     rows = []
     for m in report["models"]:
         rows.append(
             [
                 m["model"],
                 f"{m['params'] / 1e6:.4g}",
+                *(_fmt(m.get(f"size_mb_{t}"), "{:.2f}") for t in ("fp32", "fp16", "int8")),
                 f"{m['macs'] / 1e9:.4g}",
                 str(m["input_size"]),
                 _fmt(m["throughput_images_per_s"], "{:.1f}")
@@ -79,7 +84,8 @@ def summary_rows(report: Mapping[str, Any]) -> list[list[str]]:
     return rows
 
 
-SUMMARY_HEADER = ["model", "params (M)", "MACs (G)", "input px", "img/s @batch", "top-1 %"]
+SUMMARY_HEADER = ["model", "params (M)", "MB fp32", "MB fp16", "MB int8", "MACs (G)", "input px",
+                  "img/s @batch", "top-1 %"]  # fmt: skip
 
 
 def _batch_table(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -127,8 +133,9 @@ def table_text(report: Mapping[str, Any]) -> str:
         "",
         _text_table(*_batch_table(report)),
         "",
-        "Units: MACs = multiply-adds per image; ms/img = median time of a batch / batch size; "
-        "peak MiB = allocated memory above the level before the call.",
+        "Units: MACs = multiply-adds per image; MB = 2^20 bytes of the state dict at fp32 / "
+        "fp16, and of the int8 export's tensors (as convzoo compare); ms/img = median time of a "
+        "batch / batch size; peak MiB = allocated memory above the level before the call.",
     ]
     for m in report["models"]:
         parts += [f"{m['model']}: {n}" for n in m["notes"]]

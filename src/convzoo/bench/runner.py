@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from convzoo.bench.compare import model_sizes
 from convzoo.bench.counts import count_macs, count_params, count_stage_macs
 from convzoo.bench.measure import MIB, peak_memory_bytes, time_calls, time_interleaved, timing_stats
 from convzoo.bench.runtimes import (
@@ -94,12 +95,15 @@ class _Model:
     notes: list[str] = field(default_factory=list)
 
 
-def _options(cfg: BenchConfig, calibration: Tensor | None) -> RuntimeOptions:
+def _options(
+    cfg: BenchConfig, calibration: Tensor | None, normalization: dict[str, Any]
+) -> RuntimeOptions:
     return RuntimeOptions(
         threads=cfg.threads or torch.get_num_threads(),
         fold_bn=cfg.fold_bn,
         channels_last=cfg.channels_last,
         calibration=calibration,
+        calibration_normalization=normalization,
     )
 
 
@@ -238,12 +242,14 @@ def _train_row(state: _Model, model: nn.Module, batch: int) -> dict[str, Any]:
 
 def _counts(spec: ModelSpec, model: nn.Module) -> dict[str, Any]:
     meta = copy.deepcopy(model).to("meta")  # counting on meta costs no arithmetic
+    example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     return {
         "model": spec.name,
         "params": count_params(model),
         "params_trainable": count_params(model, trainable_only=True),
         "macs": count_macs(meta, spec.input_size, spec.in_channels),
         "macs_per_stage": count_stage_macs(meta, spec.input_size, spec.in_channels),
+        **model_sizes(meta, example),
         "input_size": spec.input_size,
         "accuracy_top1_pct": spec.accuracy,
         "accuracy_source": spec.accuracy_source,
@@ -267,17 +273,26 @@ def bench_model(
     calibration: Tensor | None = None,
 ) -> dict[str, Any]:
     """Counts and measurements of one model; see the module docstring for units and method.
-    ``calibration``: images for the int8 runtimes (default: ``cfg.calibration_data``)."""
+    ``calibration``: images for the int8 runtimes (default: ``cfg.calibration_data``, normalized
+    as the model expects where it records how, ``quantize.model_normalization``)."""
     device = torch.device(cfg.device)
     _apply_threads(cfg)
     model = spec.build().eval()
     result = _counts(spec, model)
+    normalization: dict[str, Any] = {"source": "images given to bench_model"}
     if calibration is None and any(r.endswith("-int8") for r in cfg.runtimes):
-        from convzoo.bench.quantize import calibration_images
+        from convzoo.bench.quantize import (
+            calibration_images,
+            model_normalization,
+            normalization_record,
+        )
 
+        norm = model_normalization(model)
         calibration = calibration_images(cfg.calibration_data, size=spec.input_size,
-                                         count=cfg.calibration_images)  # fmt: skip
-    opts = _options(cfg, calibration)
+                                         count=cfg.calibration_images,
+                                         normalization=norm)  # fmt: skip
+        normalization = normalization_record(norm)
+    opts = _options(cfg, calibration, normalization)
     example = torch.zeros(1, spec.in_channels, spec.input_size, spec.input_size)
     state = _Model(spec, cfg, device, Artifacts(model, example, opts))
     rows: list[dict[str, Any]] = []

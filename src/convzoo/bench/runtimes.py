@@ -93,6 +93,8 @@ class RuntimeOptions:
     compile: CompileSettings = field(default_factory=CompileSettings)
     ort_spinning: bool = True  # ORT's default; the runner settles after each ORT block
     calibration: Tensor | None = None  # float images for int8 calibration (bench.quantize)
+    # how those images were normalized (bench.quantize.normalization_record); int8 cells record it
+    calibration_normalization: dict[str, Any] = field(default_factory=dict)
 
 
 class Engine:
@@ -263,6 +265,10 @@ class Artifacts:
                 self.quantization = json.loads(info.read_text())
             else:
                 self.quantization = quantize_onnx(self.onnx(), path, self.opts.calibration)
+                if self.opts.calibration_normalization:
+                    self.quantization["calibration_normalization"] = (
+                        self.opts.calibration_normalization
+                    )
                 info.write_text(json.dumps(self.quantization))
             self._int8 = path
         return self._int8

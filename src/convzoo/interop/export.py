@@ -204,11 +204,12 @@ def export_model(
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
     if cfg.int8 and calibration is None:
-        from convzoo.bench.quantize import calibration_images
+        from convzoo.bench.quantize import calibration_images, model_normalization
 
         calibration = calibration_images(
-            cfg.calibration_data, size=input_size, count=cfg.calibration_images
-        )
+            cfg.calibration_data, size=input_size, count=cfg.calibration_images,
+            normalization=model_normalization(model),
+        )  # fmt: skip
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, in_channels, input_size, input_size, generator=gen)
     # A different batch size than the export's proves the batch dimension is really dynamic;
