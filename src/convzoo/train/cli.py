@@ -168,6 +168,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    _add_train(sub)
+    _add_eval(sub)
+    _add_predict(sub)
+
+
+def _add_train(sub: argparse._SubParsersAction[Any]) -> None:
+    """The train command, its flags generated from TrainConfig."""
     p = add_command(sub, "train", cmd_train, help="train a model (embedded digits when no --data)",
                     description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)  # fmt: skip
     p.add_argument("model", nargs="?", default=None, help="registered model name")
@@ -180,6 +187,9 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     add_config_flags(p, TrainConfig, skip=_SPECIAL,
                      title="TrainConfig fields (override the recipe; 'none' clears one)")  # fmt: skip
 
+
+def _add_eval(sub: argparse._SubParsersAction[Any]) -> None:
+    """The eval command."""
     p = add_command(sub, "eval", cmd_eval,
                     help="accuracy, top-5, per-class and confusion matrix of a checkpoint or of "
                          "published weights")  # fmt: skip
@@ -220,6 +230,9 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     g.add_argument("--std", type=checked(float, above=0), nargs="+", default=None,
                    help="per channel, pixels in 0..1")  # fmt: skip
 
+
+def _add_predict(sub: argparse._SubParsersAction[Any]) -> None:
+    """The predict command."""
     p = add_command(sub, "predict", cmd_predict,
                     help="top-k classes with probabilities for image files")  # fmt: skip
     p.add_argument("images", nargs="+")

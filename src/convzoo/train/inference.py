@@ -269,14 +269,7 @@ def eval_pretrained(
     shape = (model.in_channels, prep.crop, prep.crop)
     loader = FileLoader(samples, preprocess_transform(prep), shape, batch_size, dev, workers)
     result = evaluate(model, loader, model.num_classes, dev)
-    # The folder's classes: their rows of the confusion matrix, their columns and, when the
-    # model has classes the folder lacks, one "other" column for predictions of those.
-    rows = result["confusion"][indices]
-    confusion, classes = rows[:, indices], list(folder.classes)
-    if len(indices) < model.num_classes:
-        confusion = torch.cat([confusion, (rows.sum(1) - confusion.sum(1))[:, None]], dim=1)
-        confusion = torch.cat([confusion, torch.zeros_like(confusion[:1])])
-        classes.append("(other classes)")
+    confusion, classes = _folder_confusion(result["confusion"], indices, list(folder.classes))
     result |= {
         "classes": list(folder.classes),
         "per_class": [result["per_class"][i] for i in indices],
@@ -289,6 +282,21 @@ def eval_pretrained(
     out.mkdir(parents=True, exist_ok=True)
     result["confusion_png"] = str(plot_confusion(confusion, classes, out / "confusion.png"))
     return result
+
+
+def _folder_confusion(
+    full: Tensor, indices: list[int], classes: list[str]
+) -> tuple[Tensor, list[str]]:
+    """The folder's classes' view of the model's confusion matrix ``full``: their rows, their
+    columns and, when the model has classes the folder lacks, one "other" column counting
+    predictions of those (its row all zeros)."""
+    rows = full[indices]
+    confusion = rows[:, indices]
+    if len(indices) < full.shape[1]:
+        confusion = torch.cat([confusion, (rows.sum(1) - confusion.sum(1))[:, None]], dim=1)
+        confusion = torch.cat([confusion, torch.zeros_like(confusion[:1])])
+        classes = [*classes, "(other classes)"]
+    return confusion, classes
 
 
 def _preprocess(weights: Preprocess, channels: int, changes: dict[str, Any]) -> Preprocess:
