@@ -122,7 +122,49 @@ class BatchPrep:
             return torch.stack([self._randaugment(img) for img in x])
 
 
-class DeviceLoader:
+class PlannedLoader:
+    """What the device loader and the worker loader share: one ``BatchPlan`` (which rows, in
+    which order, per rank and epoch) and one ``BatchPrep`` (augmentation and normalization on the
+    device), so both produce the same batches from the same seed. Subclasses read the images and
+    implement ``iterate``."""
+
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        *,
+        device: torch.device | str,
+        mean: list[float],
+        std: list[float],
+        augment: DeviceAugment | None,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        rank: int,
+        world_size: int,
+        channels_last: bool,
+    ) -> None:
+        self.device = torch.device(device)
+        self.plan = BatchPlan(n, batch_size, shuffle=shuffle, drop_last=drop_last,
+                              seed=seed, rank=rank, world_size=world_size)  # fmt: skip
+        self.prep = BatchPrep(augment or DeviceAugment(), mean, std, device=self.device, seed=seed,
+                              channels_last=channels_last)  # fmt: skip
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
+        return self.iterate(0)
+
+    def iterate(self, start_step: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
+        raise NotImplementedError
+
+
+class DeviceLoader(PlannedLoader):
     def __init__(
         self,
         data: ArrayDataset,
@@ -139,27 +181,15 @@ class DeviceLoader:
         world_size: int = 1,
         channels_last: bool = False,
     ) -> None:
-        self.device = torch.device(device)
+        super().__init__(len(data), batch_size, device=device, mean=mean, std=std,
+                         augment=augment, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                         rank=rank, world_size=world_size, channels_last=channels_last)  # fmt: skip
         self.images = data.images.to(self.device)
         self.labels = data.labels.to(self.device)
-        self.plan = BatchPlan(len(data), batch_size, shuffle=shuffle, drop_last=drop_last,
-                              seed=seed, rank=rank, world_size=world_size)  # fmt: skip
-        self.prep = BatchPrep(augment or DeviceAugment(), mean, std, device=self.device, seed=seed,
-                              channels_last=channels_last)  # fmt: skip
-        self.epoch = 0
 
     @property
     def num_samples(self) -> int:
         return len(self.labels)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return self.iterate(0)
 
     def iterate(self, start_step: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches ``start_step``, ``start_step + 1``, ... of the current epoch."""

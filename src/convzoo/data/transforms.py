@@ -23,7 +23,7 @@ from convzoo.data.datasets import (
     FolderDataset,
     read_image,
 )
-from convzoo.data.device_loader import BatchPlan, BatchPrep, DeviceAugment
+from convzoo.data.device_loader import DeviceAugment, PlannedLoader
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -64,8 +64,8 @@ def _collate(items: list[tuple[Tensor, int, bool]]) -> tuple[Tensor, Tensor, Ten
     return images, labels, torch.tensor([ok for _, _, ok in items])
 
 
-class WorkerLoader:
-    """Same interface as ``DeviceLoader`` (``set_epoch``, ``iterate(start_step)``, ``len``)."""
+class WorkerLoader(PlannedLoader):
+    """``DeviceLoader``'s batches from image files decoded by DataLoader workers."""
 
     def __init__(
         self,
@@ -86,27 +86,15 @@ class WorkerLoader:
         channels_last: bool = False,
         on_bad_image: BadImagePolicy = "fail",
     ) -> None:
+        super().__init__(len(folder), batch_size, device=device, mean=mean, std=std,
+                         augment=augment, shuffle=shuffle, drop_last=drop_last, seed=seed,
+                         rank=rank, world_size=world_size, channels_last=channels_last)  # fmt: skip
         self.dataset = FolderImages(folder, size, on_bad_image)
-        self.device = torch.device(device)
-        self.plan = BatchPlan(len(folder), batch_size, shuffle=shuffle, drop_last=drop_last,
-                              seed=seed, rank=rank, world_size=world_size)  # fmt: skip
-        self.prep = BatchPrep(augment or DeviceAugment(), mean, std, device=self.device, seed=seed,
-                              channels_last=channels_last)  # fmt: skip
         self.workers = workers
-        self.epoch = 0
 
     @property
     def num_samples(self) -> int:
         return len(self.dataset)
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.plan)
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        return self.iterate(0)
 
     def iterate(self, start_step: int = 0) -> Iterator[tuple[Tensor, Tensor]]:
         """Batches ``start_step``, ``start_step + 1``, ... of the current epoch."""
