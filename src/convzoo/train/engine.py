@@ -78,7 +78,12 @@ def train(cfg: TrainConfig, resume: str | Path | bool = False) -> dict[str, Any]
             ckpt = _open_checkpoint(cfg, path)
             run = setup(cfg, device, info, fresh=ckpt is None)
             changed = restore(run, ckpt, path) if ckpt is not None and path is not None else {}
-            return run_epochs(run, resumed=ckpt is not None, changed=changed)
+            result = run_epochs(run, resumed=ckpt is not None, changed=changed)
+        # Every rank leaves together: a rank that tore its process group down while rank 0 was
+        # still writing the final files aborted at exit ("terminate called without an active
+        # exception" from gloo's threads). Only on success, so a failed rank cannot hang others.
+        du.barrier()
+        return result
     finally:
         du.shutdown_distributed()
 
