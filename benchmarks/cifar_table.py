@@ -13,9 +13,11 @@ Models (``ENTRIES``): the ``_cifar`` models up to about 2M parameters -- ResNet-
 without stochastic depth (batch mode, p_L = 0.5), DenseNet-BC-100 (k=12), NiN, RevNet-38/110,
 Hyper-WRN-40-1, PolyNet-CIFAR, and FractalNet-20 at a quarter of its width (2.1M instead of 33.7M).
 
-Results are rewritten after every run (``cifar_table.json`` with each run's accuracy, wall time
-and device; ``cifar_table.md``, the table with mean and sample std over seeds), so a time limit
-leaves the finished runs on disk.
+Results are rewritten after every run (``cifar_table.json`` with each run's accuracy, wall time,
+device and start time; ``cifar_table.md``, the table with mean and sample std over seeds), so a
+time limit leaves the finished runs on disk. Runs already in ``--output``'s ``cifar_table.json``
+are kept and not run again, so a table can be filled in over several invocations (a run whose
+recipe differs from ``RECIPE`` or whose epoch count differs is refused rather than mixed in).
 
     python benchmarks/cifar_table.py --data data_local/cifar10 --epochs 15 --seeds 0 1 2 \\
         --output results/cifar_table                      # the full table (a GPU session)
@@ -137,6 +139,7 @@ def run_one(entry: Entry, seed: int, args: argparse.Namespace) -> dict[str, Any]
         progress=False,
         plots=False,
     )
+    started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
     t0 = time.perf_counter()
     final = train(cfg)
     return {
@@ -148,6 +151,7 @@ def run_one(entry: Entry, seed: int, args: argparse.Namespace) -> dict[str, Any]
         "epochs": args.epochs,
         "val_acc": final["val_acc"],
         "wall_s": time.perf_counter() - t0,
+        "started": started,
         "params": params,
         "paper_accuracy": None if args.smoke else entry.paper(),
     }
@@ -172,6 +176,21 @@ def table(runs: list[dict[str, Any]], header: str) -> str:
             f"{statistics.mean(r['wall_s'] for r in rs):.0f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def previous_runs(path: Path, epochs: int) -> list[dict[str, Any]]:
+    """The runs an earlier invocation left in ``path``, if they used this recipe and length."""
+    if not path.is_file():
+        return []
+    old = json.loads(path.read_text())
+    if old.get("recipe") != RECIPE:
+        raise SystemExit(f"cifar_table: {path} was made with another recipe; use another --output")
+    runs: list[dict[str, Any]] = old.get("runs", [])
+    other = sorted({r["epochs"] for r in runs} - {epochs})
+    if other:
+        raise SystemExit(f"cifar_table: {path} holds {other}-epoch runs, not {epochs}; "
+                         "use another --output")  # fmt: skip
+    return runs
 
 
 def main() -> None:
@@ -201,12 +220,16 @@ def main() -> None:
     header = (
         f"CIFAR-10 {'(embedded digits, --smoke)' if args.smoke else f'from {args.data}'}, 45k/5k "
         f"split (seed 0), {args.epochs} epochs of the short recipe, {device_name(device)}, "
-        f"torch {torch.__version__}, {args.amp or 'float32'}, "
-        f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+        f"torch {torch.__version__}, {args.amp or 'float32'}; each run's start time and device "
+        "are in cifar_table.json"
     )
-    runs: list[dict[str, Any]] = []
+    runs = previous_runs(args.output / "cifar_table.json", args.epochs)
+    done = {(r["label"], r["seed"]) for r in runs}
     for seed in args.seeds:  # seeds outermost: every model gets seed 0 before any gets seed 1
         for entry in chosen:
+            if (entry.label, seed) in done:
+                print(f"{entry.label} seed {seed}: already in {args.output}, kept", flush=True)
+                continue
             r = run_one(entry, seed, args)
             runs.append({**r, "device": device_name(device)})
             print(

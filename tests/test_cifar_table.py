@@ -50,6 +50,28 @@ def test_smoke_run_writes_the_table(tmp_path, monkeypatch):
     assert by_label["ResNet-20"].paper() == 91.25
 
 
+def test_a_second_invocation_keeps_earlier_runs_and_skips_them(tmp_path, monkeypatch, capsys):
+    mod = _load()
+    out = tmp_path / "table"
+    base = ["cifar_table.py", "--smoke", "--output", str(out), "--models", "ResNet-20"]
+    monkeypatch.setattr(sys, "argv", [*base, "--seeds", "0"])
+    mod.main()
+    first = json.loads((out / "cifar_table.json").read_text())["runs"]
+    monkeypatch.setattr(sys, "argv", [*base, "--seeds", "0", "1"])
+    mod.main()
+    runs = json.loads((out / "cifar_table.json").read_text())["runs"]
+    assert [r["seed"] for r in runs] == [0, 1]
+    assert runs[0] == first[0]  # seed 0 kept as it was, not trained again
+    assert "ResNet-20 seed 0: already in" in capsys.readouterr().out
+    assert "| 2 |" in (out / "cifar_table.md").read_text()
+    # A table made with another length is refused, not mixed in.
+    data = json.loads((out / "cifar_table.json").read_text())
+    data["runs"][0]["epochs"] = 7
+    (out / "cifar_table.json").write_text(json.dumps(data))
+    with pytest.raises(SystemExit, match="7"):
+        mod.main()
+
+
 def test_every_entry_is_registered_and_small():
     mod = _load()
     import torch
