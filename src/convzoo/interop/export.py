@@ -9,6 +9,13 @@ batch of 2 where the graph depends on the batch size):
 - ``aoti``: an AOTInductor package (``.pt2``: compiled C++ with the weights, freezing on),
   run through ``torch._inductor.aoti_load_package``.
 
+ONNX files carry no exporter debug records: the dynamo exporter annotates every node with the
+Python stack trace, FX node, module class path and name scope it came from (about 1.4 kB a node,
+with the absolute paths of the exporting machine's source files and site-packages). They are
+removed before the file is written (``strip_debug_metadata``): a deployable file should not
+disclose where it was built, and for a small model they were a tenth of the fp32 file and a
+quarter of the int8 one (ResNet-20 for CIFAR: 0.117 of 1.190 MB, 0.10 of 0.377 MB).
+
 ``int8=True`` (onnx and openvino) quantizes the ONNX export with ``bench.quantize`` on
 calibration images (the digits, or ``calibration_data``) and reports both file sizes.
 
@@ -58,6 +65,7 @@ __all__ = [
     "export_model",
     "export_onnx",
     "export_registered",
+    "strip_debug_metadata",
 ]
 
 FORMATS = ("onnx", "openvino", "torch-export", "aoti")
@@ -105,22 +113,46 @@ class ExportConfig:
             raise UsageError(f"int8 export is for {' and '.join(INT8_FORMATS)}, not {self.format}")
 
 
+def strip_debug_metadata(graph: Any) -> int:
+    """Remove the exporter's per-node debug records (``metadata_props``, ``doc_string``) from an
+    ``onnx`` GraphProto, in place, subgraphs included; returns how many nodes carried any."""
+    stripped = 0
+    for node in graph.node:
+        if len(node.metadata_props) or node.doc_string:
+            stripped += 1
+        del node.metadata_props[:]
+        node.doc_string = ""
+        for attr in node.attribute:
+            for sub in [attr.g, *attr.graphs] if attr.HasField("g") else attr.graphs:
+                stripped += strip_debug_metadata(sub)
+    return stripped
+
+
 def export_onnx(model: nn.Module, path: Path, x: Tensor, dynamic_batch: bool = True) -> None:
-    """``model`` to an ONNX file at ``path``, traced with ``x`` (the batch dynamic if asked)."""
+    """``model`` to an ONNX file at ``path``, traced with ``x`` (the batch dynamic if asked),
+    without the exporter's debug records (``strip_debug_metadata``)."""
+    import onnx
+
     dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
     # The exporter reports progress on stdout; a library call should not.
     with contextlib.redirect_stdout(io.StringIO()):
-        torch.onnx.export(
+        program = torch.onnx.export(
             model,
             (x,),
-            str(path),
+            None,
             dynamo=True,
             dynamic_shapes=dynamic,
             input_names=["input"],
             output_names=["logits"],
-            external_data=False,  # one self-contained file (the models are far below 2 GB)
             verbose=False,
         )
+    assert program is not None
+    proto = program.model_proto
+    strip_debug_metadata(proto.graph)
+    for function in proto.functions:
+        strip_debug_metadata(function)
+    # One self-contained file (the models are far below protobuf's 2 GB).
+    onnx.save_model(proto, str(path))
 
 
 def _reason(err: BaseException) -> str:
