@@ -7,7 +7,8 @@ convzoo with ``interop.from_torchvision``). Contenders, all prepared by ``convzo
     torchvision eager   torchvision's model, inference_mode, contiguous
     convzoo fast        ``bench --fast`` on the CPU (``bench.fast``: the fastest of inductor,
                         ONNX Runtime and OpenVINO on convzoo's own export of the BN-folded model,
-                        picked by a short trial; the chosen engine is recorded)
+                        picked by a short trial, with a run-off when the two fastest are
+                        within 10%; the chosen engine is recorded)
     onnxruntime         torchvision's model's ONNX export, CPUExecutionProvider, ORT_ENABLE_ALL,
                         intra-op threads = --threads, otherwise ORT's defaults
     openvino            the same ONNX file, CPU plugin, f32 hint, LATENCY hint, --threads threads
@@ -152,7 +153,9 @@ def table(results: list[dict[str, Any]]) -> str:
             fast = _ms(c, "convzoo fast")
             row = [r["model"], str(b["batch_size"]), *(fmt(_ms(c, k)) for k in FP32)]
             row += [fmt(_ratio(fast, min(peers) if peers else None), ".2f")]
-            row += [c.get("convzoo fast", {}).get("settings", {}).get("chosen", "-")]
+            fast = c.get("convzoo fast", {}).get("settings", {})
+            runoff = " (run-off)" if fast.get("trial_runoff") else ""
+            row += [fast.get("chosen", "-") + runoff]
             row += [fmt(_ms(c, q)) for q in INT8]
             row += [fmt(_ratio(min(fp32) if fp32 else None, min(int8) if int8 else None), ".2f")]
             lines.append("| " + " | ".join(row) + " |")
