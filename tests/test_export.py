@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import convzoo
+from convzoo.bench.quantize import OWN_STATISTICS
 from convzoo.bench.runtimes import RuntimeUnavailable
 from convzoo.cli import main
 from convzoo.interop import export as export_mod
@@ -115,7 +116,9 @@ def test_openvino_and_int8_exports_run_and_stay_close(tmp_path):
     assert q.quantization["size_mb_int8"] > 0 and q.quantization["size_mb_fp32"] > 0
     fp32 = export_registered(ExportConfig("nin_cifar", tmp_path / "nin.onnx", tiny=True)).path
     assert _weight_bytes(q.path) < 0.5 * _weight_bytes(fp32)
-    assert q.quantization["calibration_images"] == 64 and q.max_abs_diff <= q.tolerance
+    assert q.quantization["calibration_images"] == 64
+    # random weights record no normalization: the images' own statistics were used, and said so
+    assert q.quantization["calibration_normalization"] == {"source": OWN_STATISTICS} and q.max_abs_diff <= q.tolerance
     assert [p.name for p in tmp_path.glob("nin8*")] == ["nin8.onnx"]
 
 

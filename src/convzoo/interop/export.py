@@ -235,13 +235,20 @@ def export_model(
     path = Path(cfg.output)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = model.cpu().eval()
+    normalized: dict[str, Any] = {}
     if cfg.int8 and calibration is None:
-        from convzoo.bench.quantize import calibration_images, model_normalization
+        from convzoo.bench.quantize import (
+            calibration_images,
+            model_normalization,
+            normalization_record,
+        )
 
+        norm = model_normalization(model)
         calibration = calibration_images(
             cfg.calibration_data, size=input_size, count=cfg.calibration_images,
-            normalization=model_normalization(model),
+            normalization=norm,
         )  # fmt: skip
+        normalized = {"calibration_normalization": normalization_record(norm)}
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(2, in_channels, input_size, input_size, generator=gen)
     # A different batch size than the export's proves the batch dimension is really dynamic;
@@ -250,6 +257,8 @@ def export_model(
         calibration[:3] if calibration is not None else torch.randn(3, *x.shape[1:], generator=gen)
     )
     quant, got, check, note = _export_and_run(model, cfg, path, x, check, calibration)
+    if quant:
+        quant.update(normalized)
     with torch.no_grad():
         want = model(check)
     diff, tol = _compare(cfg, got, want)
@@ -322,6 +331,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"int8: {q['size_mb_int8']:.2f} MB, fp32 {q['size_mb_fp32']:.2f} MB "
               f"({q['size_mb_fp32'] / q['size_mb_int8']:.2f}x smaller); {q['weights']} weights, "
               f"{q['calibration_images']} calibration images")  # fmt: skip
+        if "calibration_normalization" in q:
+            print(f"int8 calibration normalized by {q['calibration_normalization']['source']}")
     if result.note:
         print(f"note: {result.note}")
     return 0
