@@ -166,13 +166,16 @@ def table(runs: list[dict[str, Any]], header: str) -> str:
         if not rs:
             continue
         accs = [r["val_acc"] for r in rs]
-        sd = statistics.stdev(accs) if len(accs) > 1 else float("nan")
+        # one seed has no spread to report
+        acc = f"{statistics.mean(accs):.2f}" + (
+            f" ± {statistics.stdev(accs):.2f}" if len(accs) > 1 else " (one seed)"
+        )
         settings = {**rs[0]["model_args"], **rs[0]["train_args"]}
         what = f"`{entry.model}`" + "".join(f" {k}={v}" for k, v in settings.items())
         paper = rs[0]["paper_accuracy"]
         lines.append(
-            f"| {entry.label} | {what} | {rs[0]['params']:,} | {statistics.mean(accs):.2f} ± "
-            f"{sd:.2f} | {len(rs)} | {paper if paper is not None else '-'} | "
+            f"| {entry.label} | {what} | {rs[0]['params']:,} | {acc} | {len(rs)} | "
+            f"{paper if paper is not None else '-'} | "
             f"{statistics.mean(r['wall_s'] for r in rs):.0f} |"
         )
     return "\n".join(lines) + "\n"

@@ -90,3 +90,16 @@ def test_missing_data_is_one_clear_error(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         mod.main()
     assert "--data is required" in capsys.readouterr().err
+
+
+def test_table_gives_a_spread_only_where_there_are_seeds():
+    mod = _load()
+    run = {"model_args": {}, "train_args": {}, "params": 10, "paper_accuracy": None, "wall_s": 1.0}
+    runs = [
+        {**run, "label": "ResNet-20", "val_acc": 70.0},
+        {**run, "label": "ResNet-20", "val_acc": 72.0},
+        {**run, "label": "NiN", "val_acc": 60.0},
+    ]
+    rows = {line.split(" | ")[0]: line for line in mod.table(runs, "h").splitlines()[3:]}
+    assert "71.00 ± 1.41 | 2" in rows["| ResNet-20"]
+    assert "60.00 (one seed) | 1" in rows["| NiN"] and "nan" not in rows["| NiN"]
