@@ -171,33 +171,6 @@ def _split(ops: dict[str, float], wall: float, kind_of: Any) -> dict[str, Any]:
     return {"wall_ms": wall, "ops_ms": inside, "kinds_ms": kinds, "top_ops_ms": dict(top)}
 
 
-def measure_int8(name: str, batch: int, size: int, threads: int, iters: int) -> dict[str, Any]:
-    """ONNX Runtime fp32 against its int8 (``bench.quantize``, as ``--runtimes
-    onnxruntime-int8``), per op type: where int8 gains and where it loses."""
-    from convzoo.bench.quantize import calibration_images, quantize_onnx
-
-    torch.manual_seed(0)
-    tv = torchvision.models.get_model(name, weights=None).eval()
-    example = torch.zeros(1, 3, size, size)
-    folded = fold_batchnorm(from_torchvision(name, tv).eval(), example)
-    x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
-    with tempfile.TemporaryDirectory(prefix="convzoo-profile-") as tmp:
-        fp32 = Artifacts(folded, example, RuntimeOptions(threads=threads), tmp).onnx()
-        int8 = Path(tmp) / "int8.onnx"
-        quantize_onnx(fp32, int8, calibration_images(size=size, count=64))
-        return {
-            "model": name,
-            "batch_size": batch,
-            "input_size": size,
-            "threads": threads,
-            "iters": iters,
-            "load_before": os.getloadavg(),
-            "onnxruntime": profile_ort(fp32, x, threads, iters),
-            "onnxruntime-int8": profile_ort(int8, x, threads, iters),
-            "load_after": os.getloadavg(),
-        }
-
-
 def int8_table(results: list[dict[str, Any]]) -> str:
     lines = []
     for r in results:
@@ -218,27 +191,31 @@ def int8_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def measure(name: str, batch: int, size: int, threads: int, iters: int) -> dict[str, Any]:
+def measure(
+    name: str, batch: int, size: int, threads: int, iters: int, int8: bool = False
+) -> dict[str, Any]:
+    """One model and batch: inductor against ONNX Runtime, or (``int8``) ONNX Runtime fp32
+    against its int8 (``bench.quantize``, as ``--runtimes onnxruntime-int8``) per op type."""
+    from convzoo.bench.quantize import calibration_images, quantize_onnx
+
     torch.manual_seed(0)
     tv = torchvision.models.get_model(name, weights=None).eval()
-    model = from_torchvision(name, tv).eval()
     example = torch.zeros(1, 3, size, size)
-    folded = fold_batchnorm(model, example)
+    folded = fold_batchnorm(from_torchvision(name, tv).eval(), example)
     x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
+    out: dict[str, Any] = {"model": name, "batch_size": batch, "input_size": size,
+                           "threads": threads, "iters": iters, "load_before": os.getloadavg()}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="convzoo-profile-") as tmp:
-        files = Artifacts(folded, example, RuntimeOptions(threads=threads), tmp)
-        ort_result = profile_ort(files.onnx(), x, threads, iters)
-    return {
-        "model": name,
-        "batch_size": batch,
-        "input_size": size,
-        "threads": threads,
-        "iters": iters,
-        "load_before": os.getloadavg(),
-        "inductor": profile_inductor(folded, x, iters),
-        "onnxruntime": ort_result,
-        "load_after": os.getloadavg(),
-    }
+        fp32 = Artifacts(folded, example, RuntimeOptions(threads=threads), tmp).onnx()
+        out["onnxruntime"] = profile_ort(fp32, x, threads, iters)
+        if int8:
+            quantized = Path(tmp) / "int8.onnx"
+            quantize_onnx(fp32, quantized, calibration_images(size=size, count=64))
+            out["onnxruntime-int8"] = profile_ort(quantized, x, threads, iters)
+    if not int8:
+        out["inductor"] = profile_inductor(folded, x, iters)
+    out["load_after"] = os.getloadavg()
+    return out
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -281,8 +258,9 @@ def main() -> None:
     for name in args.models:
         for batch in args.batch_sizes:
             print(f"{name} batch {batch}", file=sys.stderr, flush=True)
-            run = measure_int8 if args.int8 else measure
-            results.append(run(name, batch, args.input_size, args.threads, args.iters))
+            results.append(
+                measure(name, batch, args.input_size, args.threads, args.iters, args.int8)
+            )
     stem = "profile_int8" if args.int8 else "profile_fast"
     machine = provenance(BenchConfig(threads=args.threads))
     (args.output / f"{stem}.json").write_text(
