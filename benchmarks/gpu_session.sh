@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Every GPU measurement of the project, as one prepared script for a lent GPU (device tool).
 # Usage, from the repository root, with the CIFAR-10 JPEG archive copied to data_local/:
-#   OUT=/path/to/results bash benchmarks/gpu_session.sh [quick|full]
+#   OUT=/path/to/results bash benchmarks/gpu_session.sh [quick|table|full]
 # quick (~9 minutes on an H100): eager library ratios for all 15 architectures, compiled fast
 # path for three, data-path efficiency and stochastic-depth speed-up, RevNet memory at batch 128,
 # a short FBNet search on the GPU. full adds the recipe accuracy runs and the measured CIFAR-10
-# table of benchmarks/cifar_table.py (one to two hours).
+# table of benchmarks/cifar_table.py (one to two hours: more than one lent session has).
+# table (~8 minutes): only the rows of the CIFAR-10 table that the CPU cannot train in a session
+# (ResNet-110 with and without stochastic depth, DenseNet-BC-100, RevNet-110, PolyNet-CIFAR), at
+# the CPU table's 5 epochs and seed 0, added to a copy of benchmarks/results/cifar_table_cpu's
+# runs (each run records its device), so CPU and GPU rows make one table.
 # Each part has its own time limit, so one slow part cannot starve the others; the summary table
 # is printed last. Results: $OUT/*.json and $OUT/*.log.
 set -uo pipefail
@@ -25,6 +29,16 @@ part() {  # part NAME SECONDS COMMAND...
   timeout "$limit" "$@" > "$OUT/$name.log" 2>&1
   echo "   exit $? ; tail:"; tail -n 4 "$OUT/$name.log" | sed 's/^/   /'
 }
+
+if [ "$mode" = table ]; then
+  mkdir -p "$OUT/cifar_table"
+  cp benchmarks/results/cifar_table_cpu/cifar_table.json "$OUT/cifar_table/"
+  part cifar_table 480 python benchmarks/cifar_table.py --data data_local/cifar10 --epochs 5 \
+    --seeds 0 --output "$OUT/cifar_table" --models "ResNet-110" \
+    "ResNet-110 + stochastic depth" "DenseNet-BC-100 (k=12)" "RevNet-110" "PolyNet-CIFAR"
+  cat "$OUT/cifar_table/cifar_table.md"
+  exit 0
+fi
 
 part compare_eager 150 python benchmarks/compare_libraries.py --part gpu --no-compile \
   --output "$OUT/compare_gpu_eager.json"
