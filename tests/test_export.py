@@ -118,7 +118,10 @@ def test_openvino_and_int8_exports_run_and_stay_close(tmp_path):
     assert _weight_bytes(q.path) < 0.5 * _weight_bytes(fp32)
     assert q.quantization["calibration_images"] == 64
     # random weights record no normalization: the images' own statistics were used, and said so
-    assert q.quantization["calibration_normalization"] == {"source": OWN_STATISTICS} and q.max_abs_diff <= q.tolerance
+    assert (
+        q.quantization["calibration_normalization"] == {"source": OWN_STATISTICS}
+        and q.max_abs_diff <= q.tolerance
+    )
     assert [p.name for p in tmp_path.glob("nin8*")] == ["nin8.onnx"]
 
 
