@@ -20,6 +20,8 @@ measured on the same calls without the profiler (median of ``--iters``).
 
     OMP_NUM_THREADS=2 python benchmarks/profile_fast.py --models mobilenet_v2 shufflenet_v2_x1_0 \\
         --batch-sizes 1 16 --output benchmarks/results/profile_fast
+    OMP_NUM_THREADS=2 python benchmarks/profile_fast.py --cpp-wrapper \
+        --output benchmarks/results/profile_fast      # inductor's C++ wrapper, timed interleaved
     python benchmarks/profile_fast.py --smoke --output /tmp/profile_smoke   # checks the script
 """
 
@@ -41,8 +43,10 @@ from typing import Any
 import torch
 import torchvision
 
+from convzoo.bench.compiled import CompileSettings
 from convzoo.bench.fold import fold_batchnorm
-from convzoo.bench.runtimes import Artifacts, RuntimeOptions, torch_engine
+from convzoo.bench.measure import time_interleaved
+from convzoo.bench.runtimes import Artifacts, RuntimeOptions, prepare_engine, torch_engine
 from convzoo.bench.spec import BenchConfig, provenance
 from convzoo.interop import from_torchvision
 
@@ -171,17 +175,36 @@ def _split(ops: dict[str, float], wall: float, kind_of: Any) -> dict[str, Any]:
     return {"wall_ms": wall, "ops_ms": inside, "kinds_ms": kinds, "top_ops_ms": dict(top)}
 
 
+def _head(r: dict[str, Any], what: str, columns: list[str]) -> list[str]:
+    bar = "|---|" + "---:|" * (len(columns) - 1)
+    return [
+        f"**{r['model']}, batch {r['batch_size']}**: {what}",
+        "",
+        f"| {' | '.join(columns)} |",
+        bar,
+    ]
+
+
+def cpp_wrapper_table(results: list[dict[str, Any]]) -> str:
+    names = [*CONTENDERS, "onnxruntime"]
+    lines = [f"| model | batch | {' ms | '.join(names)} ms |", "|---|---:|" + "---:|" * len(names)]
+    for r in results:
+        for b in r["batches"]:
+            cells = " | ".join(f"{b['ms_per_batch'][n]:.2f}" for n in names)
+            lines.append(f"| {r['model']} | {b['batch_size']} | {cells} |")
+    return "\n".join(lines) + "\n"
+
+
 def int8_table(results: list[dict[str, Any]]) -> str:
     lines = []
     for r in results:
         fp, q = r["onnxruntime"], r["onnxruntime-int8"]
-        lines += [
-            f"**{r['model']}, batch {r['batch_size']}**: wall {fp['wall_ms']:.2f} ms fp32, "
-            f"{q['wall_ms']:.2f} ms int8 ({fp['wall_ms'] / q['wall_ms']:.2f}x)",
-            "",
-            "| fp32 op | ms | int8 op | ms |",
-            "|---|---:|---:|---:|",
-        ]
+        lines += _head(
+            r,
+            f"wall {fp['wall_ms']:.2f} ms fp32, {q['wall_ms']:.2f} ms int8 "
+            f"({fp['wall_ms'] / q['wall_ms']:.2f}x)",
+            ["fp32 op", "ms", "int8 op", "ms"],
+        )
         a, b = list(fp["top_ops_ms"].items()), list(q["top_ops_ms"].items())
         for i in range(max(len(a), len(b))):
             left = f"{a[i][0]} | {a[i][1]:.2f}" if i < len(a) else " | "
@@ -218,17 +241,59 @@ def measure(
     return out
 
 
+CONTENDERS = {
+    "inductor": CompileSettings(),
+    "inductor cpp_wrapper": CompileSettings(cpp_wrapper=True),
+}
+
+
+def measure_cpp_wrapper(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Inductor's C++ wrapper against its Python one and ONNX Runtime, interleaved in one run: does
+    it remove the per-call framework time the profile finds at batch 1?"""
+    torch.manual_seed(0)
+    size = args.input_size
+    tv = torchvision.models.get_model(name, weights=None).eval()
+    example = torch.zeros(1, 3, size, size)
+    folded = fold_batchnorm(from_torchvision(name, tv).eval(), example)
+    out: dict[str, Any] = {"model": name, "load_before": os.getloadavg(), "batches": []}
+    with tempfile.TemporaryDirectory(prefix="convzoo-cppw-") as tmp:
+        engines = {}
+        for label, settings in CONTENDERS.items():
+            opts = RuntimeOptions(threads=args.threads, fold_bn=True, channels_last=True,
+                                  compile=settings)  # fmt: skip
+            engines[label] = prepare_engine(
+                "compiled", folded, example, opts, Artifacts(folded, example, opts, tmp)
+            )
+        ort_opts = RuntimeOptions(threads=args.threads)
+        engines["onnxruntime"] = prepare_engine(
+            "onnxruntime", folded, example, ort_opts, Artifacts(folded, example, ort_opts, tmp)
+        )
+        for batch in args.batch_sizes:
+            x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
+            with torch.no_grad():
+                want = folded(x)
+            calls, settle, diffs = {}, {}, {}
+            for label, engine in engines.items():
+                diffs[label] = (engine.run(x) - want).abs().max().item()
+                calls[label], settle[label] = engine.bind(x), engine.settle_s
+            times = time_interleaved(calls, torch.device("cpu"), warmup=3, repeats=args.rounds,
+                                     min_repeat_s=args.min_repeat_s, settle_s=settle)  # fmt: skip
+            ms = {k: 1e3 * statistics.median(v) for k, v in times.items()}
+            out["batches"].append({"batch_size": batch, "ms_per_batch": ms, "max_abs_diff": diffs})
+    out["load_after"] = os.getloadavg()
+    return out
+
+
 def table(results: list[dict[str, Any]]) -> str:
     lines = []
     for r in results:
         ind, ort = r["inductor"], r["onnxruntime"]
-        lines += [
-            f"**{r['model']}, batch {r['batch_size']}** (ms per batch; wall {ind['wall_ms']:.2f} "
-            f"inductor vs {ort['wall_ms']:.2f} ORT, {ind['wall_ms'] / ort['wall_ms']:.2f}x)",
-            "",
-            "| kind | inductor ms | ORT ms | inductor - ORT |",
-            "|---|---:|---:|---:|",
-        ]
+        lines += _head(
+            r,
+            f"ms per batch; wall {ind['wall_ms']:.2f} inductor vs {ort['wall_ms']:.2f} "
+            f"ORT, {ind['wall_ms'] / ort['wall_ms']:.2f}x",
+            ["kind", "inductor ms", "ORT ms", "inductor - ORT"],
+        )
         for kind in KINDS:
             a, b = ind["kinds_ms"][kind], ort["kinds_ms"][kind]
             lines.append(f"| {kind} | {a:.2f} | {b:.2f} | {a - b:+.2f} |")
@@ -244,29 +309,41 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--output", type=Path, required=True)
-    p.add_argument("--int8", action="store_true", help="ORT fp32 against ORT int8 instead")
+    p.add_argument("--rounds", type=int, default=7, help="--cpp-wrapper: interleaved rounds")
+    p.add_argument("--min-repeat-s", type=float, default=0.2, help="--cpp-wrapper: per repeat")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--int8", action="store_true", help="ORT fp32 against ORT int8 instead")
+    mode.add_argument(
+        "--cpp-wrapper",
+        action="store_true",
+        help="inductor with and without its C++ wrapper, and ORT, timed interleaved",
+    )
     p.add_argument(
         "--smoke", action="store_true", help="32x32, batch 2, 3 calls: checks the script"
     )
     args = p.parse_args()
     if args.smoke:
         args.input_size, args.batch_sizes, args.iters = 32, [2], 3
-        args.models = args.models[:1]
+        args.rounds, args.min_repeat_s, args.models = 2, 0.01, args.models[:1]
     torch.set_num_threads(args.threads)
     args.output.mkdir(parents=True, exist_ok=True)
     results = []
     for name in args.models:
+        if args.cpp_wrapper:  # one compile per contender serves every batch size
+            results.append(measure_cpp_wrapper(name, args))
+            continue
         for batch in args.batch_sizes:
             print(f"{name} batch {batch}", file=sys.stderr, flush=True)
             results.append(
                 measure(name, batch, args.input_size, args.threads, args.iters, args.int8)
             )
-    stem = "profile_int8" if args.int8 else "profile_fast"
+    stem = "cpp_wrapper" if args.cpp_wrapper else "profile_int8" if args.int8 else "profile_fast"
     machine = provenance(BenchConfig(threads=args.threads))
     (args.output / f"{stem}.json").write_text(
         json.dumps({"provenance": machine, "results": results}, indent=2)
     )
-    text = (int8_table if args.int8 else table)(results)
+    show = cpp_wrapper_table if args.cpp_wrapper else int8_table if args.int8 else table
+    text = show(results)
     (args.output / f"{stem}.md").write_text(text)
     print(text)
 
