@@ -12,8 +12,12 @@ convzoo with ``interop.from_torchvision``). Contenders, all prepared by ``convzo
     onnxruntime         torchvision's model's ONNX export, CPUExecutionProvider, ORT_ENABLE_ALL,
                         intra-op threads = --threads, otherwise ORT's defaults
     openvino            the same ONNX file, CPU plugin, f32 hint, LATENCY hint, --threads threads
-    onnxruntime-int8,   convzoo's export quantized to int8 (``bench.quantize``: QDQ, per-channel
-    openvino-int8       weights, calibrated on 64 images of the embedded digits)
+    onnxruntime-int8    convzoo's export quantized to int8 by ONNX Runtime's quantizer
+                        (``bench.quantize.quantize_onnx``: QDQ, per-channel weights)
+    openvino-int8       the same export quantized by OpenVINO's, NNCF (``quantize_openvino``)
+    OV on ORT int8      OpenVINO running ONNX Runtime's QDQ file (what ``openvino-int8`` was
+                        before 2026-12-02); all int8 files calibrated on the same 64 images of
+                        the embedded digits
 
 Each model and batch size: every contender warmed up, then ``--rounds`` interleaved rounds (each
 round times every contender once, starting contender rotating, a repeat lasting at least
@@ -51,6 +55,7 @@ from convzoo.bench.quantize import calibration_images
 from convzoo.bench.runtimes import (
     Artifacts,
     Engine,
+    OpenVinoEngine,
     RuntimeOptions,
     RuntimeUnavailable,
     prepare_engine,
@@ -68,7 +73,7 @@ MODELS = (
     "convnext_tiny",
 )
 PEERS = ("onnxruntime", "openvino")
-INT8 = ("onnxruntime-int8", "openvino-int8")
+INT8 = ("onnxruntime-int8", "openvino-int8", "OV on ORT int8")
 FP32 = ("torchvision eager", "convzoo fast", *PEERS)
 
 
@@ -89,13 +94,19 @@ def _engines(name: str, size: int, threads: int, folder: Path) -> tuple[dict[str
         )
     }
     plan = [("convzoo fast", "fast", cz, cz_files)]
-    plan += [(p, p, tv, tv_files) for p in PEERS] + [(q, q, cz, cz_files) for q in INT8]
+    plan += [(p, p, tv, tv_files) for p in PEERS] + [(q, q, cz, cz_files) for q in INT8[:2]]
     for label, runtime, model, files in plan:
         print(f"[{name}] preparing {label}", file=sys.stderr, flush=True)
         try:
             engines[label] = prepare_engine(runtime, model, example, opts, files)
         except RuntimeUnavailable as err:
             engines[label] = str(err)
+    try:
+        qdq = OpenVinoEngine("openvino-int8", cz_files.int8("onnxruntime"), opts)
+        qdq.settings.update(cz_files.quantizations["onnxruntime"])
+        engines[INT8[2]] = qdq
+    except RuntimeUnavailable as err:
+        engines[INT8[2]] = str(err)
     return engines, tv
 
 
@@ -141,7 +152,7 @@ def _ms(cells: dict[str, Any], label: str) -> float | None:
 
 def table(results: list[dict[str, Any]]) -> str:
     head = ["model", "batch", "tv eager", "cz fast", "ORT", "OpenVINO", "fast / best peer",
-            "fast engine", "ORT int8", "OV int8", "int8 speed-up"]  # fmt: skip
+            "fast engine", "ORT int8", "OV int8", "OV on ORT int8", "int8 speed-up"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     fmt = lambda v, spec=".1f": "-" if v is None else format(v, spec)  # noqa: E731
     for r in results:

@@ -13,9 +13,16 @@ from torch import nn
 
 from convzoo.bench.compiled import CompileSettings, compile_inference
 from convzoo.bench.fast import CLOSE, RUNOFF, TRIAL, pick
-from convzoo.bench.quantize import calibration_images, quantize_onnx
+from convzoo.bench.quantize import calibration_images, quantize_onnx, quantize_openvino
 from convzoo.bench.runner import BenchConfig, bench_model, registered_spec
-from convzoo.bench.runtimes import Artifacts, OrtEngine, RuntimeOptions, prepare_engine
+from convzoo.bench.runtimes import (
+    Artifacts,
+    OpenVinoEngine,
+    OrtEngine,
+    RuntimeOptions,
+    RuntimeUnavailable,
+    prepare_engine,
+)
 from convzoo.cli import main
 from convzoo.interop.export import export_onnx
 
@@ -45,6 +52,11 @@ def test_every_runtime_matches_eager(side_by_side):
     assert cells["openvino"]["settings"]["performance_hint"] == "LATENCY"
     q = cells["onnxruntime-int8"]["settings"]
     assert q["size_mb_int8"] < q["size_mb_fp32"] and q["calibration_images"] == 64
+    # each runtime's int8 comes from its own quantizer: OpenVINO's is NNCF, written as IR
+    assert q["quantizer"].startswith("onnxruntime") and q["model_file"].endswith(".onnx")
+    o = cells["openvino-int8"]["settings"]
+    assert o["quantizer"].startswith("nncf") and o["model_file"].endswith(".xml")
+    assert o["calibration_images"] == 64
 
 
 def test_fast_path_records_its_trial_and_picks_the_fastest(side_by_side):
@@ -80,9 +92,10 @@ def test_fast_trial_runs_off_only_between_the_two_fastest_when_they_are_close():
     assert pick({"a": [1.0]}, rerun) == ("a", {})
 
 
-def test_int8_outputs_stay_close_to_fp32_on_real_images(tmp_path):
-    """Quantized on the digits, checked on other digits: the int8 logits stay within a tenth of
-    the fp32 logits' range and mostly pick the same class."""
+@pytest.mark.parametrize("quantizer", ["onnxruntime", "openvino"])
+def test_int8_outputs_stay_close_to_fp32_on_real_images(tmp_path, quantizer):
+    """Quantized on the digits by each runtime's quantizer, checked on other digits: the int8
+    logits stay within a tenth of the fp32 logits' range and mostly pick the same class."""
     torch.manual_seed(0)
     model = nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
@@ -92,21 +105,35 @@ def test_int8_outputs_stay_close_to_fp32_on_real_images(tmp_path):
     images = calibration_images(size=16, count=96)
     calib, check = images[:64], images[64:]
     export_onnx(model, tmp_path / "m.onnx", calib[:1])
-    info = quantize_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", calib)
     opts = RuntimeOptions(threads=1)
     fp32 = OrtEngine("onnxruntime", tmp_path / "m.onnx", opts).run(check)
-    int8 = OrtEngine("onnxruntime-int8", tmp_path / "q.onnx", opts).run(check)
+    if quantizer == "onnxruntime":
+        info = quantize_onnx(tmp_path / "m.onnx", tmp_path / "q.onnx", calib)
+        int8 = OrtEngine("onnxruntime-int8", tmp_path / "q.onnx", opts).run(check)
+    else:
+        info = quantize_openvino(tmp_path / "m.onnx", tmp_path / "q.xml", calib)
+        int8 = OpenVinoEngine("openvino-int8", tmp_path / "q.xml", opts).run(check)
     with torch.no_grad():
         want = model(check)
     assert (fp32 - want).abs().max() < 1e-4
     spread = want.max() - want.min()
-    assert (int8 - want).abs().max() < 0.1 * spread
+    assert 0 < (int8 - want).abs().max() < 0.1 * spread  # quantized, and close
     assert (int8.argmax(1) == want.argmax(1)).float().mean() >= 0.75
-    # the weights shrink; the whole file of a model this small need not (the QDQ nodes it adds)
+    # the weights shrink; the whole file of a model this small need not (the nodes int8 adds)
     assert info["size_mb_int8"] > 0 and info["size_mb_fp32"] > 0
-    weights = {n: sum(len(t.raw_data) for t in onnx.load(str(tmp_path / n)).graph.initializer)
-               for n in ("m.onnx", "q.onnx")}  # fmt: skip
-    assert weights["q.onnx"] < 0.5 * weights["m.onnx"]
+    assert info["calibration_images"] == 64
+    if quantizer == "onnxruntime":
+        weights = {n: sum(len(t.raw_data) for t in onnx.load(str(tmp_path / n)).graph.initializer)
+                   for n in ("m.onnx", "q.onnx")}  # fmt: skip
+        assert weights["q.onnx"] < 0.5 * weights["m.onnx"]
+    else:  # the IR's conv weights are int8 constants
+        import openvino as ov
+
+        ir = ov.Core().read_model(str(tmp_path / "q.xml"))
+        kinds = {op.get_output_element_type(0).get_type_name() for op in ir.get_ordered_ops()
+                 if op.get_type_name() == "Constant"}  # fmt: skip
+        assert "i8" in kinds, kinds
+        assert sum(op.get_type_name() == "FakeQuantize" for op in ir.get_ordered_ops()) >= 2
 
 
 def _without(monkeypatch, package: str) -> None:
@@ -140,6 +167,20 @@ def test_missing_runtime_cell_says_so_and_the_run_goes_on(monkeypatch, tmp_path,
     cells = json.loads((tmp_path / "bench.json").read_text())["models"][0]["batches"]
     assert cells[0]["runtime"] == "eager" and isinstance(cells[0]["infer_ms_per_image"], float)
     assert cells[1]["infer_ms_per_image"] == "unavailable" and cells[1]["unavailable"] == message
+
+
+def test_openvino_int8_without_nncf_is_one_line(monkeypatch):
+    _without(monkeypatch, "nncf")
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x = torch.randn(1, 3, 8, 8)
+    opts = RuntimeOptions(threads=1, calibration=x)
+    artifacts = Artifacts(model, x, opts)
+    try:
+        with pytest.raises(RuntimeUnavailable) as err:
+            prepare_engine("openvino-int8", model, x, opts, artifacts)
+        assert str(err.value) == "nncf is not installed: pip install 'convzoo[openvino]'"
+    finally:
+        artifacts.close()
 
 
 def test_fast_path_without_optional_runtimes_uses_what_is_there(monkeypatch):

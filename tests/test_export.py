@@ -125,6 +125,18 @@ def test_openvino_and_int8_exports_run_and_stay_close(tmp_path):
     assert [p.name for p in tmp_path.glob("nin8*")] == ["nin8.onnx"]
 
 
+def test_openvino_int8_export_is_nncf_ir_and_stays_close(tmp_path):
+    """OpenVINO's int8 comes from its own quantizer (NNCF), written as IR; no ONNX file is
+    left behind, and the IR runs close to PyTorch on the calibration images."""
+    q = export_registered(
+        ExportConfig("nin_cifar", tmp_path / "nin8.xml", format="openvino", int8=True, tiny=True)
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nin8.bin", "nin8.xml"]
+    assert q.quantization["quantizer"].startswith("nncf")
+    assert q.quantization["calibration_images"] == 64
+    assert 0 < q.max_abs_diff <= q.tolerance
+
+
 def _weight_bytes(path: Path) -> int:
     import onnx
 

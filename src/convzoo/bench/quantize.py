@@ -1,10 +1,18 @@
-"""Post-training static int8 quantization of an ONNX export, calibrated on real images.
+"""Post-training static int8 quantization of an ONNX export, calibrated on real images, by each
+runtime's own quantizer.
 
-ONNX Runtime's quantizer (``onnxruntime.quantization.quantize_static``) in QDQ form: the graph
-is first pre-processed (shape inference, ORT's graph optimizations, which fold BatchNorm into the
-convs), then activation ranges are read off the calibration images (MinMax), weights quantized
-per output channel to int8, activations to uint8. ONNX Runtime fuses the quantize/dequantize
-pairs into integer kernels; OpenVINO reads the same file and runs its int8 kernels.
+``quantize_onnx``: ONNX Runtime's quantizer (``onnxruntime.quantization.quantize_static``) in
+QDQ form: the graph is first pre-processed (shape inference, ORT's graph optimizations, which
+fold BatchNorm into the convs), then activation ranges are read off the calibration images
+(MinMax), weights quantized per output channel to int8, activations to uint8. ONNX Runtime
+fuses the quantize/dequantize pairs into integer kernels.
+
+``quantize_openvino``: OpenVINO's post-training quantizer, NNCF (``nncf.quantize`` on the ONNX
+export read into OpenVINO, with NNCF's defaults: preset "performance", symmetric int8 weights per
+output channel stored as int8 constants, symmetric int8 activations per tensor on min/max ranges,
+fast bias correction), written as OpenVINO IR with FakeQuantize nodes. This is how an OpenVINO
+user quantizes, and NNCF places its nodes where OpenVINO's CPU plugin expects them; OpenVINO
+running ONNX Runtime's QDQ file was slower (BENCHMARKS.md section 9).
 
 ``reduce_range`` (7-bit weights) is on where the CPU lacks AVX-512 VNNI: there, ORT's
 u8 x s8 kernels use ``vpmaddubsw``, whose 16-bit intermediate sums can saturate with full 8-bit
@@ -40,6 +48,7 @@ __all__ = [
     "model_normalization",
     "normalization_record",
     "quantize_onnx",
+    "quantize_openvino",
 ]
 
 OWN_STATISTICS = "the calibration images' own channel mean and std"
@@ -190,4 +199,36 @@ def quantize_onnx(
         "calibration_images": len(calibration),
         "size_mb_fp32": fp32.stat().st_size / 1e6,
         "size_mb_int8": out.stat().st_size / 1e6,
+    }
+
+
+def quantize_openvino(fp32: str | Path, out: str | Path, calibration: Tensor) -> dict[str, Any]:
+    """Write the ONNX model ``fp32`` quantized to int8 by NNCF as OpenVINO IR (``out`` with
+    suffix ``.xml``, and its ``.bin``); returns the settings and both sizes (MB, 10**6 bytes:
+    the fp32 ONNX file, the int8 ``.xml`` + ``.bin``) for the report. One calibration image per
+    statistics step, every image used."""
+    ov = require("openvino", "openvino")
+    nncf = require("nncf", "openvino")
+    import logging
+
+    fp32, xml = Path(fp32), Path(out).with_suffix(".xml")
+    model = ov.Core().read_model(str(fp32))
+    images = [calibration[i : i + 1].contiguous().numpy() for i in range(len(calibration))]
+    # NNCF logs each step and draws progress bars; a library call should not.
+    level = logging.getLogger("nncf").level
+    nncf.set_log_level(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            quantized = nncf.quantize(model, nncf.Dataset(images), subset_size=len(images))
+    finally:
+        logging.getLogger("nncf").setLevel(level)
+    ov.save_model(quantized, str(xml), compress_to_fp16=False)
+    return {
+        "quantizer": f"nncf {nncf.__version__} quantize (OpenVINO {ov.__version__.split('-')[0]})",
+        "quant_format": "OpenVINO IR, FakeQuantize",
+        "weights": "int8 per channel, symmetric",
+        "activations": "int8 per tensor, symmetric (preset performance), min/max",
+        "calibration_images": len(images),
+        "size_mb_fp32": fp32.stat().st_size / 1e6,
+        "size_mb_int8": (xml.stat().st_size + xml.with_suffix(".bin").stat().st_size) / 1e6,
     }

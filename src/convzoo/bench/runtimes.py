@@ -9,8 +9,10 @@ runtime                what runs
                        ``ORT_ENABLE_ALL``, ``threads`` intra-op threads (pip ``convzoo[onnx]``)
 ``openvino``           the same ONNX file in OpenVINO's CPU plugin, f32 precision hint, LATENCY
                        hint, ``threads`` threads, reshaped to each batch (``convzoo[openvino]``)
-``onnxruntime-int8``   the ONNX file quantized to int8 (``bench.quantize``) in ONNX Runtime
-``openvino-int8``      the same int8 file in OpenVINO
+``onnxruntime-int8``   the ONNX file quantized to int8 by ONNX Runtime's quantizer
+                       (``bench.quantize.quantize_onnx``: QDQ), in ONNX Runtime
+``openvino-int8``      the ONNX file quantized to int8 by OpenVINO's, NNCF
+                       (``bench.quantize.quantize_openvino``: IR with FakeQuantize), in OpenVINO
 ``fast``               convzoo's fastest path for the device (``bench.fast``)
 =====================  ==========================================================================
 
@@ -238,8 +240,8 @@ class Artifacts:
         self._tmp = None if folder is not None else tempfile.TemporaryDirectory(prefix="convzoo-")
         self.folder = Path(folder if folder is not None else self._tmp.name)  # type: ignore[union-attr]
         self._onnx: Path | None = None
-        self._int8: Path | None = None
-        self.quantization: dict[str, Any] = {}
+        self._int8: dict[str, Path] = {}
+        self.quantizations: dict[str, dict[str, Any]] = {}
 
     def onnx(self) -> Path:
         if self._onnx is None:
@@ -253,25 +255,29 @@ class Artifacts:
                 export_onnx(self.model.eval(), self._onnx, torch.cat([one, one]))
         return self._onnx
 
-    def int8(self) -> Path:
-        if self._int8 is None:
-            from convzoo.bench.quantize import quantize_onnx
+    def int8(self, quantizer: str = "onnxruntime") -> Path:
+        """The int8 file of ``quantizer`` ("onnxruntime": a QDQ ONNX file; "openvino": NNCF's IR),
+        made on first use; its settings and sizes are ``self.quantizations[quantizer]``."""
+        if quantizer not in self._int8:
+            from convzoo.bench.quantize import quantize_onnx, quantize_openvino
 
             if self.opts.calibration is None:
                 raise ValueError("int8 runtimes need calibration images (RuntimeOptions)")
-            path = self.folder / "model-int8.onnx"
-            info = self.folder / "model-int8.json"
-            if self.reuse and path.exists() and info.exists():
-                self.quantization = json.loads(info.read_text())
+            if quantizer == "onnxruntime":
+                path, quantize = self.folder / "model-int8.onnx", quantize_onnx
             else:
-                self.quantization = quantize_onnx(self.onnx(), path, self.opts.calibration)
+                path, quantize = self.folder / "model-int8-openvino.xml", quantize_openvino
+            info = path.with_suffix(".json")
+            if self.reuse and path.exists() and info.exists():
+                record = json.loads(info.read_text())
+            else:
+                record = quantize(self.onnx(), path, self.opts.calibration)
                 if self.opts.calibration_normalization:
-                    self.quantization["calibration_normalization"] = (
-                        self.opts.calibration_normalization
-                    )
-                info.write_text(json.dumps(self.quantization))
-            self._int8 = path
-        return self._int8
+                    record["calibration_normalization"] = self.opts.calibration_normalization
+                info.write_text(json.dumps(record))
+            self.quantizations[quantizer] = record
+            self._int8[quantizer] = path
+        return self._int8[quantizer]
 
     def close(self) -> None:
         if self._tmp is not None:
@@ -334,8 +340,10 @@ def prepare_engine(
     engine_cls = OrtEngine if runtime.startswith("onnxruntime") else OpenVinoEngine
     require(*(("onnxruntime", "onnx") if engine_cls is OrtEngine else ("openvino", "openvino")))
     if runtime.endswith("-int8"):
-        require("onnxruntime", "onnx")  # the quantizer is ONNX Runtime's
-        engine = engine_cls(runtime, artifacts.int8(), opts)
-        engine.settings.update(artifacts.quantization)
+        # Each runtime's own quantizer: ONNX Runtime's (which also needs onnx), or NNCF.
+        quantizer = "onnxruntime" if engine_cls is OrtEngine else "openvino"
+        require(*(("onnx", "onnx") if engine_cls is OrtEngine else ("nncf", "openvino")))
+        engine = engine_cls(runtime, artifacts.int8(quantizer), opts)
+        engine.settings.update(artifacts.quantizations[quantizer])
         return engine
     return engine_cls(runtime, artifacts.onnx(), opts)

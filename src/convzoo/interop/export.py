@@ -16,8 +16,9 @@ removed before the file is written (``strip_debug_metadata``): a deployable file
 disclose where it was built, and for a small model they were a tenth of the fp32 file and a
 quarter of the int8 one (ResNet-20 for CIFAR: 0.117 of 1.190 MB, 0.10 of 0.377 MB).
 
-``int8=True`` (onnx and openvino) quantizes the ONNX export with ``bench.quantize`` on
-calibration images (the digits, or ``calibration_data``) and reports both file sizes.
+``int8=True`` (onnx and openvino) quantizes the ONNX export with the format's own runtime's
+quantizer (``bench.quantize``: ONNX Runtime's for onnx, NNCF for openvino) on calibration images
+(the digits, or ``calibration_data``) and reports both file sizes.
 
 The check runs the exported file on a batch of another size than the export's and compares with
 the PyTorch model. The tolerance is absolute and scaled to the outputs' magnitude:
@@ -189,20 +190,22 @@ def _write(model: nn.Module, cfg: ExportConfig, path: Path, x: Tensor, dynamic: 
     if cfg.format in ("onnx", "openvino"):
         plain_onnx = cfg.format == "onnx" and not cfg.int8
         fp32 = path if plain_onnx else path.with_suffix(".fp32.onnx")
-        final, quant = fp32, {}
+        quant: dict[str, Any] = {}
         try:
             export_onnx(model, fp32, x, dynamic)
             if cfg.int8:
-                from convzoo.bench.quantize import quantize_onnx
+                from convzoo.bench.quantize import quantize_onnx, quantize_openvino
 
                 assert calibration is not None
-                final = path if cfg.format == "onnx" else path.with_suffix(".int8.onnx")
-                quant = quantize_onnx(fp32, final, calibration)
-            if cfg.format == "openvino":
-                _to_openvino(final, path)
+                if cfg.format == "onnx":
+                    quant = quantize_onnx(fp32, path, calibration)
+                else:  # OpenVINO's own quantizer, NNCF, writes the IR
+                    quant = quantize_openvino(fp32, path, calibration)
+            elif cfg.format == "openvino":
+                _to_openvino(fp32, path)
         finally:
-            for tmp in {fp32, final} - {path}:  # intermediate files
-                tmp.unlink(missing_ok=True)
+            if fp32 != path:  # the intermediate ONNX file
+                fp32.unlink(missing_ok=True)
         return quant
     program = torch.export.export(
         model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},)
