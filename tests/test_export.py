@@ -110,6 +110,9 @@ def test_openvino_and_int8_exports_run_and_stay_close(tmp_path):
     )
     assert ov.max_abs_diff <= ov.tolerance and (tmp_path / "nin.bin").exists()
     assert not list(tmp_path.glob("*.onnx"))  # intermediate files are removed
+    # float32 weights, not ov.save_model's default float16 compression
+    xml = (tmp_path / "nin.xml").read_text()
+    assert 'element_type="f16"' not in xml and 'element_type="f32"' in xml
     q = export_registered(ExportConfig("nin_cifar", tmp_path / "nin8.onnx", int8=True, tiny=True))
     # A tiny model's weights are smaller than the quantize/dequantize nodes int8 adds, so the
     # files can go either way; the weights themselves shrink to under half.

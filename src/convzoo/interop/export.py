@@ -5,6 +5,7 @@ batch of 2 where the graph depends on the batch size):
 
 - ``onnx``: ``torch.onnx.export`` (dynamo exporter), run again in ONNX Runtime;
 - ``openvino``: the ONNX export converted to OpenVINO IR (``.xml`` + ``.bin``), run in OpenVINO;
+  weights stay float32 (``ov.save_model`` would store them as float16 by default);
 - ``torch-export``: a ``torch.export`` program (``.pt2``), run through ``torch.export.load``;
 - ``aoti``: an AOTInductor package (``.pt2``: compiled C++ with the weights, freezing on),
   run through ``torch._inductor.aoti_load_package``.
@@ -169,7 +170,11 @@ def _reason(err: BaseException) -> str:
 
 def _to_openvino(onnx_path: Path, path: Path) -> None:
     ov = require("openvino", "openvino")
-    ov.save_model(ov.convert_model(str(onnx_path)), str(path.with_suffix(".xml")))
+    # ov.save_model stores weights as float16 unless told otherwise; a float32 export keeps them
+    # float32, bit for bit the ONNX file's (the CPU plugin would run f32 on rounded weights).
+    ov.save_model(
+        ov.convert_model(str(onnx_path)), str(path.with_suffix(".xml")), compress_to_fp16=False
+    )
 
 
 def _run(fmt: str, path: Path, x: Tensor) -> Tensor:
