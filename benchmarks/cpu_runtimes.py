@@ -150,9 +150,52 @@ def _ms(cells: dict[str, Any], label: str) -> float | None:
     return cells.get(label, {}).get("ms_per_batch")
 
 
+def per_round_ratio(
+    cells: dict[str, Any], nums: tuple[str, ...], dens: tuple[str, ...]
+) -> tuple[float, float, float] | None:
+    """Median, min and max over the rounds of (fastest of ``nums`` / fastest of ``dens``) taken
+    within each round. A round times every contender back to back, so a slow spell of the
+    machine hits both sides of its ratio; the ratio of the medians mixes rounds and does not."""
+    num = [r for r in (cells.get(k, {}).get("ms_per_batch_rounds") for k in nums) if r]
+    den = [r for r in (cells.get(k, {}).get("ms_per_batch_rounds") for k in dens) if r]
+    if not num or not den:
+        return None
+    n = min(len(r) for r in num + den)
+    ratios = [min(r[i] for r in num) / min(r[i] for r in den) for i in range(n)]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
+def _spread(r: tuple[float, float, float] | None) -> str:
+    return "-" if r is None else f"{r[0]:.2f} ({r[1]:.2f}-{r[2]:.2f})"
+
+
+def across(runs: list[tuple[str, list[dict[str, Any]]]]) -> str:
+    """One row per model and batch, per run folder: fast / best peer and int8 speed-up, each the
+    median of the per-round ratios (``per_round_ratio``)."""
+    head = ["model", "batch"]
+    head += [f"fast / best peer, {n}" for n, _ in runs] + [f"int8 speed-up, {n}" for n, _ in runs]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
+    keys: dict[tuple[str, int], list[dict[str, Any] | None]] = {}
+    for i, (_, results) in enumerate(runs):
+        for r in results:
+            for b in r["batches"]:
+                row = keys.setdefault((r["model"], b["batch_size"]), [None] * len(runs))
+                row[i] = b["cells"]
+    order = {m: i for i, m in enumerate(MODELS)}
+    for (model, batch), cells in sorted(
+        keys.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][1])
+    ):
+        fast = [per_round_ratio(c, ("convzoo fast",), PEERS) if c else None for c in cells]
+        int8 = [per_round_ratio(c, FP32, INT8) if c else None for c in cells]
+        vals = [f"{r[0]:.2f}" if r else "-" for r in fast + int8]
+        lines.append("| " + " | ".join([model, str(batch), *vals]) + " |")
+    return "\n".join(lines)
+
+
 def table(results: list[dict[str, Any]]) -> str:
     head = ["model", "batch", "tv eager", "cz fast", "ORT", "OpenVINO", "fast / best peer",
-            "fast engine", "ORT int8", "OV int8", "OV on ORT int8", "int8 speed-up"]  # fmt: skip
+            "per round", "fast engine", "ORT int8", "OV int8", "OV on ORT int8", "int8 speed-up",
+            "per round"]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     fmt = lambda v, spec=".1f": "-" if v is None else format(v, spec)  # noqa: E731
     for r in results:
@@ -164,11 +207,13 @@ def table(results: list[dict[str, Any]]) -> str:
             fast = _ms(c, "convzoo fast")
             row = [r["model"], str(b["batch_size"]), *(fmt(_ms(c, k)) for k in FP32)]
             row += [fmt(_ratio(fast, min(peers) if peers else None), ".2f")]
+            row += [_spread(per_round_ratio(c, ("convzoo fast",), PEERS))]
             fast = c.get("convzoo fast", {}).get("settings", {})
             runoff = " (run-off)" if fast.get("trial_runoff") else ""
             row += [fast.get("chosen", "-") + runoff]
             row += [fmt(_ms(c, q)) for q in INT8]
             row += [fmt(_ratio(min(fp32) if fp32 else None, min(int8) if int8 else None), ".2f")]
+            row += [_spread(per_round_ratio(c, FP32, INT8))]
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -187,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="exported files, reused across runs")  # fmt: skip
     p.add_argument("--table", action="store_true", help="print the table of --output and exit")
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
+    p.add_argument("--across", type=Path, nargs="+", default=[],
+                   help="with --table: also the per-round ratios of these run folders beside "
+                        "--output's, one column each")  # fmt: skip
     args = p.parse_args(argv)
     if min(args.batch_sizes) < 1 or args.threads < 1 or args.rounds < 1 or args.input_size < 1:
         p.error("batch sizes, --threads, --rounds and --input-size must be >= 1")
@@ -196,18 +244,39 @@ def main(argv: list[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     if not args.table:
         torch.set_num_threads(args.threads)
-        machine = provenance(BenchConfig(threads=args.threads))
+        # The provenance records this script's own timing settings, not BenchConfig's defaults.
+        machine = provenance(BenchConfig(threads=args.threads, batch_sizes=tuple(args.batch_sizes),
+                                         warmup=args.warmup, repeats=args.rounds,
+                                         min_repeat_s=args.min_repeat_s))  # fmt: skip
         for name in args.models:
             result = {**measure(name, args), "provenance": machine, "settings": vars(args)}
             batches = "-".join(str(b) for b in args.batch_sizes)
             path = args.output / f"{name}-b{batches}.json"
             path.write_text(json.dumps(result, indent=2, default=str) + "\n")
             print(f"wrote {path}", file=sys.stderr)
-    results = [json.loads(f.read_text()) for f in sorted(args.output.glob("*.json"))]
+    results = _read(args.output)
+    print(table(results))
+    if args.across:
+        print()
+        runs = [(args.output, results)] + [(d, _read(d)) for d in args.across]
+        print(across([(_started(rs) or d.name, rs) for d, rs in runs]))
+    return 0
+
+
+def _started(results: list[dict[str, Any]]) -> str | None:
+    """The run's first start time (UTC, to the minute) from the files' provenance."""
+    dates = sorted(str(r.get("provenance", {}).get("date", "")) for r in results)
+    dates = [d for d in dates if d]
+    return dates[0][:16].replace("T", " ") if dates else None
+
+
+def _read(folder: Path) -> list[dict[str, Any]]:
+    if not folder.is_dir():
+        raise SystemExit(f"cpu_runtimes: no such run folder: {folder}")
+    results = [json.loads(f.read_text()) for f in sorted(folder.glob("*.json"))]
     order = {m: i for i, m in enumerate(MODELS)}
     results.sort(key=lambda r: (r["batches"][0]["batch_size"], order.get(r["model"], len(order))))
-    print(table(results))
-    return 0
+    return results
 
 
 if __name__ == "__main__":
