@@ -11,8 +11,10 @@ fuses the quantize/dequantize pairs into integer kernels.
 export read into OpenVINO, with NNCF's defaults: preset "performance", symmetric int8 weights per
 output channel stored as int8 constants, symmetric int8 activations per tensor on min/max ranges,
 fast bias correction), written as OpenVINO IR with FakeQuantize nodes. This is how an OpenVINO
-user quantizes, and NNCF places its nodes where OpenVINO's CPU plugin expects them; OpenVINO
-running ONNX Runtime's QDQ file was slower (BENCHMARKS.md section 9).
+user quantizes, and NNCF places its nodes where OpenVINO's CPU plugin expects them. It is not
+the faster int8 file everywhere: in BENCHMARKS.md section 9 OpenVINO running ONNX Runtime's QDQ
+file beat it on mobilenet_v2 and efficientnet_b0 and lost on others, and the ranking changed
+between machine starts, so the benchmarks time both.
 
 ``reduce_range`` (7-bit weights) is on where the CPU lacks AVX-512 VNNI: there, ORT's
 u8 x s8 kernels use ``vpmaddubsw``, whose 16-bit intermediate sums can saturate with full 8-bit
