@@ -7,7 +7,8 @@
 # a short FBNet search on the GPU. full adds the recipe accuracy runs and the measured CIFAR-10
 # table of benchmarks/cifar_table.py (one to two hours: more than one lent session has).
 # table (~8 minutes): only the rows of the CIFAR-10 table that the CPU cannot train in a session
-# (ResNet-110 with and without stochastic depth, DenseNet-BC-100, RevNet-110, PolyNet-CIFAR), at
+# (ResNet-110 with and without stochastic depth, DenseNet-BC-100, RevNet-110, PolyNet-CIFAR; then
+# NiN + BatchNorm and RevNet-38, whose CPU record was lost), at
 # the CPU table's 5 epochs and seed 0, added to a copy of benchmarks/results/cifar_table_cpu's
 # runs (each run records its device), so CPU and GPU rows make one table.
 # Each part has its own time limit, so one slow part cannot starve the others; the summary table
@@ -33,9 +34,10 @@ part() {  # part NAME SECONDS COMMAND...
 if [ "$mode" = table ]; then
   mkdir -p "$OUT/cifar_table"
   cp benchmarks/results/cifar_table_cpu/cifar_table.json "$OUT/cifar_table/"
-  part cifar_table 480 python benchmarks/cifar_table.py --data data_local/cifar10 --epochs 5 \
+  part cifar_table 540 python benchmarks/cifar_table.py --data data_local/cifar10 --epochs 5 \
     --seeds 0 --output "$OUT/cifar_table" --models "ResNet-110" \
-    "ResNet-110 + stochastic depth" "DenseNet-BC-100 (k=12)" "RevNet-110" "PolyNet-CIFAR"
+    "ResNet-110 + stochastic depth" "DenseNet-BC-100 (k=12)" "RevNet-110" "PolyNet-CIFAR" \
+    "NiN + BatchNorm" "RevNet-38"
   cat "$OUT/cifar_table/cifar_table.md"
   exit 0
 fi

@@ -103,3 +103,17 @@ def test_table_gives_a_spread_only_where_there_are_seeds():
     rows = {line.split(" | ")[0]: line for line in mod.table(runs, "h").splitlines()[3:]}
     assert "71.00 ± 1.41 | 2" in rows["| ResNet-20"]
     assert "60.00 (one seed) | 1" in rows["| NiN"] and "nan" not in rows["| NiN"]
+
+
+def test_smoke_keeps_an_entrys_switches_beside_the_tiny_sizes(tmp_path, monkeypatch):
+    mod = _load()
+    out = tmp_path / "table"
+    argv = ["cifar_table.py", "--smoke", "--seeds", "0", "--output", str(out), "--models",
+            "NiN + BatchNorm"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    mod.main()
+    (run,) = json.loads((out / "cifar_table.json").read_text())["runs"]
+    assert run["model_args"]["batch_norm"] is True  # the entry's switch
+    assert run["params"] < 10_000  # and the tiny sizes
+    by_label = {e.label: e for e in mod.ENTRIES}
+    assert by_label["NiN + BatchNorm"].paper() is None and by_label["NiN"].paper() == 91.19
