@@ -13,6 +13,14 @@ Deviations: none in the architecture. ``batch_norm=True`` adds BatchNorm after e
 the 2014 network predates; it is off by default. The head's 1x1 conv (the last layer of the third
 mlpconv) lives in ``head`` so that ``reset_classifier`` works as on every other model.
 Reference numbers: 10.41% test error on CIFAR-10 without augmentation, 8.81% with (Table 2).
+
+Training note: the head applies a ReLU to each class map before the global pooling, as the released
+definition does. Once every class map is negative the logits are all zero and no gradient passes
+that ReLU: without BatchNorm, SGD at lr 0.1 or 0.01 (batch 128) leaves the loss at ln 10 from the
+first steps (BENCHMARKS.md section 5, ``benchmarks/first_steps.py``). The authors' Caffe recipe,
+as a public port of their model-zoo definition reproduces it (jiecaoyu/pytorch-nin-cifar10,
+``original.py``: Gaussian init std 0.05, the last layer at a tenth of the learning rate, whitened
+input), is what trains the published network; ``batch_norm=True`` trains under the usual recipes.
 """
 
 from __future__ import annotations
