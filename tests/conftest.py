@@ -3,7 +3,11 @@ pytest puts this directory on ``sys.path`` because ``tests/`` is not a package."
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 # Inductor compiles in a pool of subprocesses by default; in a long-lived xdist worker that later
@@ -18,6 +22,18 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 import convzoo
 from convzoo.registry import get_entry
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` imported as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses in the script look their module up here
+    spec.loader.exec_module(module)
+    return module
 
 
 def pytest_configure(config):

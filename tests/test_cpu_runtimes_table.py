@@ -3,23 +3,15 @@ machine that hits one round cancels out of that round's ratio."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cpu_runtimes.py"
+from conftest import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("cpu_runtimes", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["cpu_runtimes"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cpu_runtimes")
 
 
 def _cells(rounds: dict[str, list[float]]) -> dict[str, dict[str, object]]:

@@ -3,23 +3,14 @@ session is read and split so that the kinds add up to the call's wall time."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
 from torch import nn
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "profile_fast.py"
+from conftest import load_benchmark
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("profile_fast", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["profile_fast"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("profile_fast")
 
 
 def test_ops_are_sorted_into_kinds():
