@@ -3,8 +3,10 @@
 Written for NiN, whose published network stays at ln(num_classes) under the CIFAR table's shared
 recipe (BENCHMARKS.md section 5). Trains ``--steps`` steps of SGD (Nesterov momentum 0.9, weight
 decay 5e-4 on weights, none on norms and biases) at batch 128 on an image folder (the CIFAR-10
-mirror's ``train/`` layout), random crop with 4-pixel padding + horizontal flip, inputs scaled by
-their channel mean and std, and prints the mean loss of every ``--every`` steps.
+mirror's ``train/`` layout), random crop with 4-pixel padding + horizontal flip, inputs
+normalized by CIFAR-10's channel mean and std, and prints the mean loss of every ``--every`` steps.
+It reads the folder with torchvision's ``ImageFolder``, not ``convzoo.data`` (the numbers in
+BENCHMARKS.md section 5 were measured this way).
 
     OMP_NUM_THREADS=2 python benchmarks/first_steps.py nin_cifar --data data_local/cifar10 --lr 0.1
     OMP_NUM_THREADS=2 python benchmarks/first_steps.py nin_cifar --data data_local/cifar10 \\
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=100)
     p.add_argument("--every", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--image-size", type=int, default=32, help="side of the random crop")
     p.add_argument("--model-args", default="{}", help="JSON object of model config fields")
     p.add_argument("--init", choices=["model", "fan_in"], default="model")
     p.add_argument("--seed", type=int, default=0)
@@ -56,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--model-args is not JSON: {err}")
     torch.manual_seed(args.seed)
     size = args.image_size
-    tf = T.Compose([T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), T.Resize((size, size)),
-                    T.ToTensor(), T.Normalize(MEAN, STD)])  # fmt: skip
+    tf = T.Compose([T.RandomCrop(size, padding=4), T.RandomHorizontalFlip(), T.ToTensor(),
+                    T.Normalize(MEAN, STD)])  # fmt: skip
     data = datasets.ImageFolder(str(root), tf)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True)
     model = create_model(args.model, num_classes=len(data.classes), **model_args)
