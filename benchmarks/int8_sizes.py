@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from convzoo.bench.report import md_table
 from convzoo.bench.runtimes import RuntimeUnavailable
 from convzoo.interop.export import ExportConfig, ExportError, export_model
 from convzoo.registry import create_model, get_entry, list_models
@@ -81,18 +82,14 @@ def measure(name: str, folder: Path, *, tiny: bool = False) -> dict[str, Any]:
 
 
 def markdown(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| model | fp32 MB | int8 MB, initialized | smaller | fp32 MB, BN statistics | "
-        "int8 MB, BN statistics | smaller |",
-        "|---|---:|---:|---:|---:|---:|---:|",
-    ]
+    header = ["model", "fp32 MB", "int8 MB, initialized", "smaller", "fp32 MB, BN statistics",
+              "int8 MB, BN statistics", "smaller"]  # fmt: skip
+    body = []
     for r in rows:
         a, b = r["initialized"], r["bn_statistics"]
-        lines.append(
-            f"| {r['model']} | {a['fp32_mb']:.3f} | {a['int8_mb']:.3f} | {a['smaller']:.2f}x | "
-            f"{b['fp32_mb']:.3f} | {b['int8_mb']:.3f} | {b['smaller']:.2f}x |"
-        )
-    return "\n".join(lines) + "\n"
+        body.append([r["model"], f"{a['fp32_mb']:.3f}", f"{a['int8_mb']:.3f}", f"{a['smaller']:.2f}x",
+                     f"{b['fp32_mb']:.3f}", f"{b['int8_mb']:.3f}", f"{b['smaller']:.2f}x"])  # fmt: skip
+    return md_table(header, body) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

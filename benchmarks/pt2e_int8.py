@@ -37,6 +37,7 @@ from torch import Tensor, nn
 
 from convzoo.bench.measure import time_interleaved
 from convzoo.bench.quantize import calibration_images, quantize_onnx
+from convzoo.bench.report import md_table
 from convzoo.bench.runtimes import OrtEngine, RuntimeOptions, RuntimeUnavailable, require
 from convzoo.interop.export import export_onnx
 from convzoo.registry import create_model, get_entry, list_models
@@ -121,15 +122,15 @@ def measure(name: str, batch_sizes: list[int], *, rounds: int, threads: int, tin
 
 
 def markdown(cells: list[dict[str, Any]]) -> str:
-    lines = ["| model | batch | PT2E int8 (inductor) ms | ORT int8 ms | ORT fp32 ms | "
-             "PT2E / ORT int8 (per-round median) |", "|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    header = ["model", "batch", "PT2E int8 (inductor) ms", "ORT int8 ms", "ORT fp32 ms",
+              "PT2E / ORT int8 (per-round median)"]  # fmt: skip
+    body = []
     for c in cells:
         ms = {k: v["ms_median"] for k, v in c["contenders"].items()}
-        lines.append(
-            f"| {c['model']} | {c['batch']} | {ms['pt2e-int8']:.2f} | {ms['onnxruntime-int8']:.2f} "
-            f"| {ms['onnxruntime']:.2f} | {c['pt2e_over_ort_int8_per_round_median']:.2f} |"
-        )
-    return "\n".join(lines) + "\n"
+        body.append([c["model"], str(c["batch"]), f"{ms['pt2e-int8']:.2f}",
+                     f"{ms['onnxruntime-int8']:.2f}", f"{ms['onnxruntime']:.2f}",
+                     f"{c['pt2e_over_ort_int8_per_round_median']:.2f}"])  # fmt: skip
+    return md_table(header, body) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
