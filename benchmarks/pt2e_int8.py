@@ -7,10 +7,11 @@ quantizer, as one way to an int8 model. Since torch 2.10 that flow lives in ``to
 activations), calibrate, convert, then ``torch.compile`` with freezing, where torchao's inductor
 passes fuse each quantize/conv/dequantize (and its activation: ReLU, SiLU, ...) into one oneDNN
 int8 convolution. This script times that compiled model against ONNX Runtime's fp32 file and
-its int8 QDQ file (``convzoo export --int8``'s quantizer) on the same weights and the same
-calibration images (``bench.quantize.calibration_images``: the embedded digits), in interleaved
-rounds, with ONNX Runtime's threads kept from spinning into the next contender; each model's
-outputs are compared with eager fp32 (max abs difference).
+its int8 QDQ file (``convzoo export --int8``'s quantizer) and, where OpenVINO and NNCF are
+installed, NNCF's int8 IR in OpenVINO (``export --format openvino --int8``), on the same weights
+and the same calibration images (``bench.quantize.calibration_images``: the embedded digits), in
+interleaved rounds, with ONNX Runtime's threads kept from spinning into the next contender; each
+model's outputs are compared with eager fp32 (max abs difference).
 
     OMP_NUM_THREADS=2 python benchmarks/pt2e_int8.py mobilenet_v2 efficientnet_b0 \\
         --batch-sizes 1 16 --output benchmarks/results/pt2e_int8.json
@@ -36,9 +37,15 @@ import torch
 from torch import Tensor, nn
 
 from convzoo.bench.measure import time_interleaved
-from convzoo.bench.quantize import calibration_images, quantize_onnx
+from convzoo.bench.quantize import calibration_images, quantize_onnx, quantize_openvino
 from convzoo.bench.report import md_table
-from convzoo.bench.runtimes import OrtEngine, RuntimeOptions, RuntimeUnavailable, require
+from convzoo.bench.runtimes import (
+    OpenVinoEngine,
+    OrtEngine,
+    RuntimeOptions,
+    RuntimeUnavailable,
+    require,
+)
 from convzoo.interop.export import export_onnx
 from convzoo.registry import create_model, get_entry, list_models
 
@@ -62,12 +69,30 @@ def pt2e_int8(model: nn.Module, calibration: Tensor, batch: int = 4) -> nn.Modul
     return convert_pt2e(prepared)
 
 
+def _has_openvino() -> bool:
+    """OpenVINO and NNCF both importable (then NNCF's int8 IR is a contender too)."""
+    try:
+        require("openvino", "openvino")
+        require("nncf", "openvino")
+    except RuntimeUnavailable:
+        return False
+    return True
+
+
 def compile_frozen(model: nn.Module) -> Any:
     """``torch.compile`` with inductor's freezing (which the int8 fusion passes run under)."""
     import torch._inductor.config as inductor_config
 
     inductor_config.freezing = True
     return torch.compile(model)
+
+
+def _openvino_version() -> str | None:
+    if not _has_openvino():
+        return None
+    import openvino
+
+    return str(openvino.__version__).split("-")[0]
 
 
 def _cpu_name() -> str:
@@ -94,6 +119,10 @@ def measure(name: str, batch_sizes: list[int], *, rounds: int, threads: int, tin
     opts = RuntimeOptions(threads=threads, ort_spinning=False)
     engines = {"onnxruntime": OrtEngine("onnxruntime", fp32, opts),
                "onnxruntime-int8": OrtEngine("onnxruntime-int8", int8, opts)}  # fmt: skip
+    if _has_openvino():
+        ir = folder / f"{name}-int8-openvino.xml"
+        quantize_openvino(fp32, ir, calib)
+        engines["openvino-int8"] = OpenVinoEngine("openvino-int8", ir, opts)
     prepare_s = time.perf_counter() - t0
     cells = []
     for bs in batch_sizes:
@@ -115,6 +144,10 @@ def measure(name: str, batch_sizes: list[int], *, rounds: int, threads: int, tin
             }
         ratios = [a / b for a, b in zip(times["pt2e-int8"], times["onnxruntime-int8"])]
         cell["pt2e_over_ort_int8_per_round_median"] = statistics.median(ratios)
+        peers = [k for k in times if k.endswith("-int8") and k != "pt2e-int8"]
+        best = [min(r) for r in zip(*(times[k] for k in peers))]
+        ratios = [a / b for a, b in zip(times["pt2e-int8"], best)]
+        cell["pt2e_over_best_int8_per_round_median"] = statistics.median(ratios)
         cell["output_scale"] = float(want.abs().max())
         cells.append(cell)
     cells[0]["prepare_s"] = prepare_s
@@ -122,14 +155,22 @@ def measure(name: str, batch_sizes: list[int], *, rounds: int, threads: int, tin
 
 
 def markdown(cells: list[dict[str, Any]]) -> str:
+    ov = any("openvino-int8" in c["contenders"] for c in cells)
     header = ["model", "batch", "PT2E int8 (inductor) ms", "ORT int8 ms", "ORT fp32 ms",
               "PT2E / ORT int8 (per-round median)"]  # fmt: skip
+    if ov:
+        header[4:4] = ["OV int8 (NNCF) ms"]
+        header.append("PT2E / best int8 peer (per-round median)")
     body = []
     for c in cells:
         ms = {k: v["ms_median"] for k, v in c["contenders"].items()}
-        body.append([c["model"], str(c["batch"]), f"{ms['pt2e-int8']:.2f}",
-                     f"{ms['onnxruntime-int8']:.2f}", f"{ms['onnxruntime']:.2f}",
-                     f"{c['pt2e_over_ort_int8_per_round_median']:.2f}"])  # fmt: skip
+        row = [c["model"], str(c["batch"]), f"{ms['pt2e-int8']:.2f}",
+               f"{ms['onnxruntime-int8']:.2f}", f"{ms['onnxruntime']:.2f}",
+               f"{c['pt2e_over_ort_int8_per_round_median']:.2f}"]  # fmt: skip
+        if ov:
+            row[4:4] = [f"{ms['openvino-int8']:.2f}" if "openvino-int8" in ms else "-"]
+            row.append(f"{c['pt2e_over_best_int8_per_round_median']:.2f}")
+        body.append(row)
     return md_table(header, body) + "\n"
 
 
@@ -169,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "torchao": torchao.__version__,
             "onnxruntime": onnxruntime.__version__,
+            "openvino": _openvino_version(),
             "cells": cells,
         }
         args.output.parent.mkdir(parents=True, exist_ok=True)
