@@ -13,7 +13,12 @@ from torch import nn
 
 from convzoo.bench.compiled import CompileSettings, compile_inference
 from convzoo.bench.fast import CLOSE, RUNOFF, TRIAL, pick
-from convzoo.bench.quantize import calibration_images, quantize_onnx, quantize_openvino
+from convzoo.bench.quantize import (
+    calibration_images,
+    has_vnni,
+    quantize_onnx,
+    quantize_openvino,
+)
 from convzoo.bench.runner import BenchConfig, bench_model, registered_spec
 from convzoo.bench.runtimes import (
     Artifacts,
@@ -90,6 +95,33 @@ def test_fast_trial_runs_off_only_between_the_two_fastest_when_they_are_close():
     assert chosen == "b" and runoff["between"] == ["a", "b"] and runoff["rounds"] == 15
     assert runoff["b_ms"] < runoff["a_ms"]
     assert pick({"a": [1.0]}, rerun) == ("a", {})
+
+
+def test_onnx_int8_weight_range_follows_the_cpu_unless_asked(tmp_path):
+    """7-bit weights (|w| <= 64) where asked or where the CPU lacks VNNI, the full 8-bit range
+    where asked or where it has VNNI; the record says which and why."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4)).eval()
+    calib = calibration_images(size=8, count=16)
+    model(calib[:1])
+    export_onnx(model, tmp_path / "m.onnx", calib[:1])
+
+    def widest(path):
+        ints = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+                if t.data_type == onnx.TensorProto.INT8]  # fmt: skip
+        assert ints, "no int8 weights"
+        return max(int(abs(a.astype("int32")).max()) for a in ints)
+
+    ranges = {}
+    for asked in (True, False, None):
+        out = tmp_path / f"q-{asked}.onnx"
+        info = quantize_onnx(tmp_path / "m.onnx", out, calib, reduce_range=asked)
+        ranges[asked] = widest(out)
+        seven = asked if asked is not None else not has_vnni()
+        assert info["weight_range"].startswith("7-bit" if seven else "8-bit"), info
+        assert ("asked" in info["weight_range"]) == (asked is not None)
+    assert ranges[True] <= 64 < ranges[False] <= 127
+    assert ranges[None] == ranges[not has_vnni()]
 
 
 @pytest.mark.parametrize("quantizer", ["onnxruntime", "openvino"])

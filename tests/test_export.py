@@ -82,6 +82,40 @@ def test_cli_export_int8_only_where_it_exists(tmp_path, capsys):
     assert "int8" in capsys.readouterr().err
 
 
+def _widest_int8_weight(path: Path) -> int:
+    import onnx
+
+    ints = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+            if t.data_type == onnx.TensorProto.INT8]  # fmt: skip
+    return max(int(abs(a.astype("int32")).max()) for a in ints)
+
+
+def test_int8_onnx_export_is_portable_unless_full_range_is_asked(tmp_path, capsys):
+    """An exported int8 file has 7-bit weights on any CPU that writes it (it may run on one
+    without VNNI); --int8-full-range writes the 8-bit range, and says so."""
+    out7, out8 = tmp_path / "a.onnx", tmp_path / "b.onnx"
+    assert main(["export", "nin_cifar", "--tiny", "--int8", "--output", str(out7)]) == 0
+    assert "(7-bit range)" in capsys.readouterr().out
+    assert main(["export", "nin_cifar", "--tiny", "--int8", "--int8-full-range",
+                 "--output", str(out8)]) == 0  # fmt: skip
+    said = capsys.readouterr().out
+    assert "int8 per channel weights" in said and "7-bit" not in said
+    assert _widest_int8_weight(out7) <= 64 < _widest_int8_weight(out8) <= 127
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--int8-full-range"], ["--format", "openvino", "--int8", "--int8-full-range"]],
+    ids=["without-int8", "openvino"],
+)
+def test_int8_full_range_only_for_onnx_int8(tmp_path, capsys, argv):
+    out = tmp_path / ("x.xml" if "openvino" in argv else "x.onnx")
+    assert main(["export", "nin_cifar", "--tiny", *argv, "--output", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "--int8-full-range" in err.splitlines()[-1] and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_check_tolerance_is_absolute_and_scaled_to_the_outputs(monkeypatch, tmp_path):
     """A 0.31 difference on outputs of size ~1 fails (it once passed under a relative check);
     the same tolerance grows with the outputs' magnitude, as float32 rounding does."""

@@ -148,10 +148,16 @@ def calibration_images(
 
 
 def quantize_onnx(
-    fp32: str | Path, out: str | Path, calibration: Tensor, *, batch_size: int = 8
+    fp32: str | Path,
+    out: str | Path,
+    calibration: Tensor,
+    *,
+    batch_size: int = 8,
+    reduce_range: bool | None = None,
 ) -> dict[str, Any]:
     """Write the int8 (QDQ) version of the ONNX model ``fp32`` to ``out``; returns the settings
-    and both file sizes (MB, 10**6 bytes) for the report."""
+    and both file sizes (MB, 10**6 bytes) for the report. ``reduce_range``: 7-bit weights
+    (True), full 8-bit (False), or None: 7-bit unless this CPU has VNNI (``has_vnni``)."""
     ort = require("onnxruntime", "onnx")
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -174,7 +180,11 @@ def quantize_onnx(
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self.feeds, None)
 
-    reduce_range = not has_vnni()
+    if reduce_range is None:
+        reduce_range = not has_vnni()
+        why = f"auto: this CPU {'lacks' if reduce_range else 'has'} VNNI"
+    else:
+        why = "asked"
     pre = out.with_name(out.stem + "-pre.onnx")
     try:
         # Both steps log progress through print/logging; a library call should not.
@@ -197,6 +207,7 @@ def quantize_onnx(
         "quantizer": f"onnxruntime {ort.__version__} quantize_static",
         "quant_format": "QDQ",
         "weights": "int8 per channel" + (" (7-bit range)" if reduce_range else ""),
+        "weight_range": f"{7 if reduce_range else 8}-bit ({why})",
         "activations": "uint8 per tensor, MinMax",
         "calibration_images": len(calibration),
         "size_mb_fp32": fp32.stat().st_size / 1e6,

@@ -19,7 +19,13 @@ quarter of the int8 one (ResNet-20 for CIFAR: 0.117 of 1.190 MB, 0.10 of 0.377 M
 
 ``int8=True`` (onnx and openvino) quantizes the ONNX export with the format's own runtime's
 quantizer (``bench.quantize``: ONNX Runtime's for onnx, NNCF for openvino) on calibration images
-(the digits, or ``calibration_data``) and reports both file sizes.
+(the digits, or ``calibration_data``) and reports both file sizes. An int8 ONNX file gets 7-bit
+weights unless ``int8_full_range``: a deployable file travels to CPUs other than the one that
+wrote it, and on one without VNNI ONNX Runtime's u8 x s8 kernels add pairs of products in 16
+bits, where full 8-bit weights can saturate (``bench.quantize``). The full range is for a file
+that will only run on CPUs with VNNI; what 7 bits cost there is measured in BENCHMARKS.md
+(section 9, "int8 accuracy"). ``bench``'s int8 cells run where they are made and keep the range
+right for this CPU.
 
 The check runs the exported file on a batch of another size than the export's and compares with
 the PyTorch model. The tolerance is absolute and scaled to the outputs' magnitude:
@@ -102,6 +108,9 @@ class ExportConfig:
     output: Path
     format: str = option("onnx", choices=FORMATS)
     int8: bool = False  # static int8 quantization (onnx, openvino)
+    # onnx int8: full 8-bit weights, for CPUs with VNNI only (without it ONNX Runtime's kernels
+    # can saturate); by default 7-bit weights, accurate on any x86 CPU the file is taken to
+    int8_full_range: bool = False
     tiny: bool = False  # the registered Tiny config (smoke runs)
     input_size: int | None = option(None, low=1)  # pixels; default: the model's
     calibration_data: str | None = None  # int8: a CIFAR or image folder; default: the digits
@@ -113,6 +122,9 @@ class ExportConfig:
         validate_config(self)
         if self.int8 and self.format not in INT8_FORMATS:
             raise UsageError(f"int8 export is for {' and '.join(INT8_FORMATS)}, not {self.format}")
+        if self.int8_full_range and not (self.int8 and self.format == "onnx"):
+            raise UsageError("--int8-full-range is for --format onnx --int8 (ONNX Runtime's "
+                             "quantizer); OpenVINO's NNCF chooses its own weight range")  # fmt: skip
 
 
 def strip_debug_metadata(graph: Any) -> int:
@@ -203,7 +215,9 @@ def _write(model: nn.Module, cfg: ExportConfig, path: Path, x: Tensor, dynamic: 
 
                 assert calibration is not None
                 if cfg.format == "onnx":
-                    quant = quantize_onnx(fp32, path, calibration)
+                    quant = quantize_onnx(
+                        fp32, path, calibration, reduce_range=not cfg.int8_full_range
+                    )
                 else:  # OpenVINO's own quantizer, NNCF, writes the IR
                     quant = quantize_openvino(fp32, path, calibration)
             elif cfg.format == "openvino":
