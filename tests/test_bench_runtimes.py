@@ -230,6 +230,40 @@ def test_fast_path_without_optional_runtimes_uses_what_is_there(monkeypatch):
         artifacts.close()
 
 
+def test_fast_int8_picks_between_the_int8_runtimes_and_records_its_trial():
+    cfg = BenchConfig(batch_sizes=(2,), runtimes=("onnxruntime-int8", "fast-int8"), **QUICK)
+    result = bench_model(registered_spec("nin_cifar", tiny=True), cfg)
+    cells = {b["runtime"]: b for b in result["batches"]}
+    assert not result["errors"] and set(cells) == {"onnxruntime-int8", "fast-int8"}
+    fast = cells["fast-int8"]
+    trial = fast["settings"]["trial_ms_per_batch"]
+    assert set(trial) == {"onnxruntime-int8", "openvino-int8"}
+    assert fast["settings"]["chosen"] in trial and isinstance(fast["infer_ms_per_image"], float)
+    # the chosen engine's quantization is recorded, and its outputs are int8-close to eager
+    assert fast["settings"]["calibration_images"] == 64
+    assert fast["max_abs_diff_vs_eager"] <= 0.5
+    json.dumps(fast["settings"])
+
+
+def test_fast_int8_uses_what_is_installed_and_says_when_nothing_is(monkeypatch):
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    x = calibration_images(size=8, count=16)
+    opts = RuntimeOptions(threads=1, calibration=x)
+    _without(monkeypatch, "openvino")
+    artifacts = Artifacts(model, x[:1], opts)
+    try:
+        engine = prepare_engine("fast-int8", model, x[:1], opts, artifacts)
+        assert engine.runtime == "fast-int8"
+        assert (engine.run(x[:2]) - model(x[:2])).abs().max() < 0.5
+        assert engine.settings["chosen"] == "onnxruntime-int8"
+        assert engine.settings["trial_ms_per_batch"]["openvino-int8"].startswith("unavailable")
+        _without(monkeypatch, "onnxruntime")
+        with pytest.raises(RuntimeUnavailable, match=r"^no int8 runtime is installed: pip "):
+            prepare_engine("fast-int8", model, x[:1], opts, artifacts)
+    finally:
+        artifacts.close()
+
+
 class Shared(nn.Module):
     """Models of one class share ``forward``'s code object, as every ZooModel does."""
 

@@ -12,6 +12,13 @@ export of the folded model - times them in a few interleaved rounds, and keeps t
 The cell's settings record the candidates' trial times and the one chosen, so a report says
 which engine produced each number; ``convzoo export`` writes the file for that engine.
 
+``fast-int8`` does the same among the int8 runtimes: ONNX Runtime on its own quantizer's QDQ file
+and OpenVINO on NNCF's IR (the files the ``onnxruntime-int8`` and ``openvino-int8`` cells run).
+Which is faster depends on the CPU and the model: on an AVX2 EPYC ONNX Runtime's file won 9 of
+the 12 cells of one run, on an AMX Xeon NNCF's IR ran resnet18 3-4x faster than it while ONNX
+Runtime stayed ahead on mobilenet_v2 (BENCHMARKS.md section 9), so any fixed choice is wrong
+somewhere.
+
 Where the two fastest candidates' medians are within ``CLOSE`` of each other, five rounds cannot
 tell them apart (on an idle 2-core EPYC the short trial picked the slower of ONNX Runtime and
 OpenVINO in two cells of twelve, 3.6 vs 4.1 ms and 41.1 vs 39.7 ms: BENCHMARKS.md section 9), so
@@ -41,9 +48,19 @@ from convzoo.bench.runtimes import (
     torch_engine,
 )
 
-__all__ = ["CLOSE", "CPU_CANDIDATES", "RUNOFF", "FastEngine", "fast_engine", "pick"]
+__all__ = [
+    "CLOSE",
+    "CPU_CANDIDATES",
+    "INT8_CANDIDATES",
+    "RUNOFF",
+    "FastEngine",
+    "fast_engine",
+    "fast_int8_engine",
+    "pick",
+]
 
 CPU_CANDIDATES = ("compiled", "onnxruntime", "openvino")
+INT8_CANDIDATES = ("onnxruntime-int8", "openvino-int8")
 TRIAL = {"warmup": 2, "repeats": 5, "min_repeat_s": 0.05}  # per candidate, interleaved
 CLOSE = 0.10  # relative gap between the two fastest medians under which they have a run-off
 RUNOFF = {"warmup": 1, "repeats": 10, "min_repeat_s": 0.05}
@@ -72,9 +89,10 @@ def pick(
 class FastEngine(Engine):
     """Picks, per input shape, the fastest of its candidate engines (see the module docstring)."""
 
-    runtime = "fast"
-
-    def __init__(self, candidates: dict[str, Engine], unavailable: dict[str, str]) -> None:
+    def __init__(
+        self, candidates: dict[str, Engine], unavailable: dict[str, str], runtime: str = "fast"
+    ) -> None:
+        self.runtime = runtime
         self.candidates = candidates
         self.chosen: dict[tuple[int, ...], str] = {}
         self.trials: dict[tuple[int, ...], dict[str, float | str]] = {}
@@ -154,3 +172,25 @@ def fast_engine(
         except RuntimeUnavailable as err:
             unavailable[name] = f"unavailable: {err}"
     return FastEngine(candidates, unavailable)
+
+
+def fast_int8_engine(
+    model: nn.Module, example: Tensor, opts: RuntimeOptions, artifacts: Artifacts,
+    device: torch.device,
+) -> Engine:  # fmt: skip
+    """The faster int8 runtime of ``model`` per input shape (CPU only): a ``FastEngine`` over
+    ``INT8_CANDIDATES``, on the int8 files the plain int8 cells share (``artifacts``)."""
+    if device.type != "cpu":
+        raise ValueError(f"runtime fast-int8 runs on the CPU only, not {device}")
+    candidates: dict[str, Engine] = {}
+    unavailable: dict[str, str] = {}
+    for name in INT8_CANDIDATES:
+        try:
+            candidates[name] = prepare_engine(name, model, example, opts, artifacts, device)
+        except RuntimeUnavailable as err:
+            unavailable[name] = f"unavailable: {err}"
+    if not candidates:
+        raise RuntimeUnavailable(
+            "no int8 runtime is installed: pip install 'convzoo[onnx]' or 'convzoo[openvino]'"
+        )
+    return FastEngine(candidates, unavailable, runtime="fast-int8")

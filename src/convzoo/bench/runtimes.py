@@ -14,6 +14,8 @@ runtime                what runs
 ``openvino-int8``      the ONNX file quantized to int8 by OpenVINO's, NNCF
                        (``bench.quantize.quantize_openvino``: IR with FakeQuantize), in OpenVINO
 ``fast``               convzoo's fastest path for the device (``bench.fast``)
+``fast-int8``          the faster of ``onnxruntime-int8`` and ``openvino-int8`` for each input
+                       shape, by a short interleaved trial (``bench.fast``; CPU only)
 =====================  ==========================================================================
 
 ONNX Runtime and OpenVINO run with their defaults otherwise (a peer measured as a user meets it).
@@ -67,6 +69,7 @@ RUNTIMES: dict[str, str] = {
     "onnxruntime-int8": "onnx",
     "openvino-int8": "openvino",
     "fast": "",
+    "fast-int8": "",  # the int8 runtimes that are installed (onnx and / or openvino)
 }
 ORT_SETTLE_S = 0.05  # untimed pause after an ORT block: its spinning threads park well before
 
@@ -335,6 +338,10 @@ def prepare_engine(
         from convzoo.bench.fast import fast_engine
 
         return fast_engine(model, example, opts, artifacts, device)
+    if runtime == "fast-int8":
+        from convzoo.bench.fast import fast_int8_engine
+
+        return fast_int8_engine(model, example, opts, artifacts, device)
     if device.type != "cpu":
         raise ValueError(f"runtime {runtime} runs on the CPU only, not {device}")
     engine_cls = OrtEngine if runtime.startswith("onnxruntime") else OpenVinoEngine
