@@ -164,14 +164,22 @@ def fast_engine(
     # the plain onnxruntime / openvino cells share).
     own = Artifacts(folded, example, fast_opts, artifacts.folder / "fast", artifacts.reuse)
     own.folder.mkdir(exist_ok=True)
+    return FastEngine(*_prepare(CPU_CANDIDATES, folded, example, fast_opts, own, device))
+
+
+def _prepare(
+    names: tuple[str, ...], model: nn.Module, example: Tensor, opts: RuntimeOptions,
+    artifacts: Artifacts, device: torch.device,
+) -> tuple[dict[str, Engine], dict[str, str]]:  # fmt: skip
+    """The candidates ``names`` that are installed, prepared; and why each other one is not."""
     candidates: dict[str, Engine] = {}
     unavailable: dict[str, str] = {}
-    for name in CPU_CANDIDATES:
+    for name in names:
         try:
-            candidates[name] = prepare_engine(name, folded, example, fast_opts, own, device)
+            candidates[name] = prepare_engine(name, model, example, opts, artifacts, device)
         except RuntimeUnavailable as err:
             unavailable[name] = f"unavailable: {err}"
-    return FastEngine(candidates, unavailable)
+    return candidates, unavailable
 
 
 def fast_int8_engine(
@@ -182,13 +190,7 @@ def fast_int8_engine(
     ``INT8_CANDIDATES``, on the int8 files the plain int8 cells share (``artifacts``)."""
     if device.type != "cpu":
         raise ValueError(f"runtime fast-int8 runs on the CPU only, not {device}")
-    candidates: dict[str, Engine] = {}
-    unavailable: dict[str, str] = {}
-    for name in INT8_CANDIDATES:
-        try:
-            candidates[name] = prepare_engine(name, model, example, opts, artifacts, device)
-        except RuntimeUnavailable as err:
-            unavailable[name] = f"unavailable: {err}"
+    candidates, unavailable = _prepare(INT8_CANDIDATES, model, example, opts, artifacts, device)
     if not candidates:
         raise RuntimeUnavailable(
             "no int8 runtime is installed: pip install 'convzoo[onnx]' or 'convzoo[openvino]'"
