@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from convzoo.bench.quantize import quantize_onnx, quantize_openvino
+from convzoo.bench.quantize import has_vnni, quantize_onnx, quantize_openvino
 from convzoo.bench.runtimes import (
     OpenVinoEngine,
     OrtEngine,
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         # The file with the other weight range than this CPU's default: 8-bit weights where the
         # default is 7-bit (no VNNI: the saturation the 7-bit range avoids), 7-bit where it is
         # 8-bit (VNNI: what a file portable to CPUs without VNNI costs here).
-        other = not result["quantization"]["weight_range"].startswith("7")
+        other = has_vnni()  # reduce_range of the file with the other range
         other_path = Path(tmp) / "int8-other-range.onnx"
         quantize_onnx(fp32, other_path, calib, reduce_range=other)
         result[f"top1_ort_int8_{7 if other else 8}bit_weights"] = _top1(

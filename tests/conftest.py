@@ -26,6 +26,16 @@ from convzoo.registry import get_entry
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
+def widest_int8_weight(path: Path) -> int:
+    """The largest |value| among an ONNX file's int8 initializers (its quantized weights)."""
+    import onnx
+
+    ints = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
+            if t.data_type == onnx.TensorProto.INT8]  # fmt: skip
+    assert ints, f"no int8 weights in {path}"
+    return max(int(abs(a.astype("int32")).max()) for a in ints)
+
+
 def load_benchmark(name: str) -> ModuleType:
     """A script of ``benchmarks/`` imported as a module (they are scripts, not a package)."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")

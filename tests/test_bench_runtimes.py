@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import widest_int8_weight
 from convzoo.bench.compiled import CompileSettings, compile_inference
 from convzoo.bench.fast import CLOSE, RUNOFF, TRIAL, pick
 from convzoo.bench.quantize import (
@@ -106,17 +107,11 @@ def test_onnx_int8_weight_range_follows_the_cpu_unless_asked(tmp_path):
     model(calib[:1])
     export_onnx(model, tmp_path / "m.onnx", calib[:1])
 
-    def widest(path):
-        ints = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
-                if t.data_type == onnx.TensorProto.INT8]  # fmt: skip
-        assert ints, "no int8 weights"
-        return max(int(abs(a.astype("int32")).max()) for a in ints)
-
     ranges = {}
     for asked in (True, False, None):
         out = tmp_path / f"q-{asked}.onnx"
         info = quantize_onnx(tmp_path / "m.onnx", out, calib, reduce_range=asked)
-        ranges[asked] = widest(out)
+        ranges[asked] = widest_int8_weight(out)
         seven = asked if asked is not None else not has_vnni()
         assert info["weight_range"].startswith("7-bit" if seven else "8-bit"), info
         assert ("asked" in info["weight_range"]) == (asked is not None)

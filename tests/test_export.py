@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 import convzoo
+from conftest import widest_int8_weight
 from convzoo.bench.quantize import OWN_STATISTICS
 from convzoo.bench.runtimes import RuntimeUnavailable
 from convzoo.cli import main
@@ -82,14 +83,6 @@ def test_cli_export_int8_only_where_it_exists(tmp_path, capsys):
     assert "int8" in capsys.readouterr().err
 
 
-def _widest_int8_weight(path: Path) -> int:
-    import onnx
-
-    ints = [onnx.numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer
-            if t.data_type == onnx.TensorProto.INT8]  # fmt: skip
-    return max(int(abs(a.astype("int32")).max()) for a in ints)
-
-
 def test_int8_onnx_export_is_portable_unless_full_range_is_asked(tmp_path, capsys):
     """An exported int8 file has 7-bit weights on any CPU that writes it (it may run on one
     without VNNI); --int8-full-range writes the 8-bit range, and says so."""
@@ -100,7 +93,7 @@ def test_int8_onnx_export_is_portable_unless_full_range_is_asked(tmp_path, capsy
                  "--output", str(out8)]) == 0  # fmt: skip
     said = capsys.readouterr().out
     assert "int8 per channel weights" in said and "7-bit" not in said
-    assert _widest_int8_weight(out7) <= 64 < _widest_int8_weight(out8) <= 127
+    assert widest_int8_weight(out7) <= 64 < widest_int8_weight(out8) <= 127
 
 
 @pytest.mark.parametrize(
