@@ -292,3 +292,70 @@ def test_too_many_shapes_raise_instead_of_running_eager():
             compiled(torch.randn(batch, 4))
         with pytest.raises(Exception, match=r"(?i)recompile"):
             compiled(torch.randn(9, 4))
+
+
+def _small_convnet() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10),
+    ).eval()  # fmt: skip
+
+
+def test_dtype_reaches_openvino_as_its_precision_hint_and_the_cell_says_what_ran(tmp_path):
+    """Under --dtype bfloat16 OpenVINO gets the bf16 hint and records the precision it compiled
+    to: where that is bf16 the outputs really are rounded (not the f32 ones), and close to them;
+    where the CPU lacks bf16 the plugin keeps f32 and the outputs are f32's."""
+    model = _small_convnet()
+    x = calibration_images(size=16, count=4)
+    export_onnx(model, tmp_path / "m.onnx", x[:1])
+    f32 = OpenVinoEngine("openvino", tmp_path / "m.onnx", RuntimeOptions(threads=1))
+    bf16 = OpenVinoEngine("openvino", tmp_path / "m.onnx",
+                          RuntimeOptions(threads=1, dtype="bfloat16"))  # fmt: skip
+    want, got = f32.run(x), bf16.run(x)
+    assert f32.settings["inference_precision_hint"] == "f32"
+    assert f32.settings["inference_precision"] == "f32"
+    assert bf16.settings["inference_precision_hint"] == "bf16"
+    ran = bf16.settings["inference_precision"]
+    assert ran in ("bf16", "f32"), ran
+    if ran == "bf16":
+        spread = want.max() - want.min()
+        assert 0 < (got - want).abs().max() < 0.05 * spread
+    else:
+        assert torch.equal(got, want)
+
+
+def test_onnxruntime_under_another_dtype_is_unavailable_before_anything_is_exported(tmp_path):
+    model = _small_convnet()
+    x = calibration_images(size=16, count=4)
+    opts = RuntimeOptions(threads=1, dtype="bfloat16", calibration=x)
+    artifacts = Artifacts(model, x[:1], opts, tmp_path)
+    for runtime in ("onnxruntime", "onnxruntime-int8"):
+        with pytest.raises(RuntimeUnavailable) as err:
+            prepare_engine(runtime, model, x[:1], opts, artifacts)
+        assert str(err.value).startswith(f"{runtime} runs float32 only: ONNX Runtime's CPU")
+        assert "\n" not in str(err.value)
+    assert list(tmp_path.iterdir()) == []  # refused before any export or quantization
+    # the torch runtimes run under autocast and say so
+    eager = prepare_engine("eager", model, x[:1], opts, artifacts)
+    assert eager.settings["dtype"] == "bfloat16 (autocast)"
+    with torch.no_grad():
+        want = model(x)
+    got = eager.run(x)
+    assert 0 < (got - want).abs().max() < 0.05 * (want.max() - want.min())
+
+
+def test_bench_dtype_cells_record_their_precision_and_the_fast_path_keeps_to_it():
+    cfg = BenchConfig(batch_sizes=(2,), runtimes=("eager", "onnxruntime", "openvino"), fast=True,
+                      dtype="bfloat16", **QUICK)  # fmt: skip
+    result = bench_model(registered_spec("nin_cifar", tiny=True), cfg)
+    cells = {b["runtime"]: b for b in result["batches"]}
+    assert not result["errors"] and list(cells) == ["eager", "onnxruntime", "openvino", "fast"]
+    assert cells["eager"]["settings"]["dtype"] == "bfloat16 (autocast)"
+    assert cells["onnxruntime"]["infer_ms_per_image"] == "unavailable"
+    assert "runs float32 only" in cells["onnxruntime"]["unavailable"]
+    assert cells["openvino"]["settings"]["inference_precision_hint"] == "bf16"
+    fast = cells["fast"]["settings"]
+    assert fast["trial_ms_per_batch"]["onnxruntime"].startswith("unavailable: onnxruntime runs")
+    assert fast["chosen"] in ("compiled", "openvino")
+    assert fast.get("dtype") == "bfloat16 (autocast)" or fast["inference_precision_hint"] == "bf16"

@@ -24,6 +24,10 @@ tell them apart (on an idle 2-core EPYC the short trial picked the slower of ONN
 OpenVINO in two cells of twelve, 3.6 vs 4.1 ms and 41.1 vs 39.7 ms: BENCHMARKS.md section 9), so
 the two run ``RUNOFF`` more interleaved rounds against each other and the choice is made on all
 their rounds; the trial records the run-off.
+
+Under bench's ``--dtype bfloat16`` / ``float16`` the candidates are those that run in it: the
+compiled model under autocast and OpenVINO with that precision hint; ONNX Runtime drops out of the
+trial as unavailable (it has no such CPU path), so a cell never mixes precisions.
 """
 
 from __future__ import annotations
@@ -150,7 +154,7 @@ def fast_engine(
     """The fast path of ``model`` on ``device`` (CPU: a ``FastEngine`` over the candidates)."""
     fast_opts = RuntimeOptions(
         threads=opts.threads, fold_bn=True, channels_last=True, compile=opts.compile,
-        ort_spinning=opts.ort_spinning,
+        ort_spinning=opts.ort_spinning, dtype=opts.dtype,
     )  # fmt: skip
     if device.type != "cpu":
         engine: TorchEngine = torch_engine("compiled", model, example, fast_opts, device)

@@ -104,6 +104,7 @@ def _options(
         channels_last=cfg.channels_last,
         calibration=calibration,
         calibration_normalization=normalization,
+        dtype=cfg.dtype,
     )
 
 
@@ -115,10 +116,9 @@ def _engine(state: _Model, runtime: str, model: nn.Module, opts: RuntimeOptions)
         )
         try:
             engine = prepare_engine(runtime, model, example, opts, state.artifacts, state.device)
-            if isinstance(engine, TorchEngine):
-                engine.autocast = autocast_context(state.cfg.dtype, state.device)
-                if state.cfg.cuda_graphs and runtime != "fast":  # fast decides for itself
-                    engine.cuda_graph_max_batch = state.cfg.cuda_graph_max_batch
+            # (a torch engine's autocast comes from opts.dtype; fast decides on graphs itself)
+            if isinstance(engine, TorchEngine) and state.cfg.cuda_graphs and runtime != "fast":
+                engine.cuda_graph_max_batch = state.cfg.cuda_graph_max_batch
             state.engines[runtime] = engine
         except RuntimeUnavailable as err:
             state.engines[runtime] = str(err)

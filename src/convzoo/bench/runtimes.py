@@ -7,8 +7,9 @@ runtime                what runs
 ``compiled``           ``torch.compile`` (``bench.compiled``: inductor, freezing on the CPU)
 ``onnxruntime``        the model's ONNX export in ONNX Runtime, CPUExecutionProvider,
                        ``ORT_ENABLE_ALL``, ``threads`` intra-op threads (pip ``convzoo[onnx]``)
-``openvino``           the same ONNX file in OpenVINO's CPU plugin, f32 precision hint, LATENCY
-                       hint, ``threads`` threads, reshaped to each batch (``convzoo[openvino]``)
+``openvino``           the same ONNX file in OpenVINO's CPU plugin, f32 precision hint (or the
+                       ``dtype``'s), LATENCY hint, ``threads`` threads, reshaped to each batch
+                       (``convzoo[openvino]``)
 ``onnxruntime-int8``   the ONNX file quantized to int8 by ONNX Runtime's quantizer
                        (``bench.quantize.quantize_onnx``: QDQ), in ONNX Runtime
 ``openvino-int8``      the ONNX file quantized to int8 by OpenVINO's, NNCF
@@ -19,6 +20,14 @@ runtime                what runs
 =====================  ==========================================================================
 
 ONNX Runtime and OpenVINO run with their defaults otherwise (a peer measured as a user meets it).
+
+``dtype`` (bench's ``--dtype``) applies to every runtime that has the precision, and each cell
+records the one it ran in: the torch runtimes run under autocast; OpenVINO gets it as its
+inference precision hint (``bf16`` / ``f16``: the ops it does not quantize run in that type, in the
+int8 runtimes too), and the cell records the precision the compiled model reports (OpenVINO keeps
+f32 on a CPU without native bf16 / f16); ONNX Runtime's CPU provider has no bfloat16 or float16
+path, so under another dtype its runtimes are unavailable, with that reason, rather than timed in
+float32 under a bfloat16 heading.
 ORT's worker threads spin for a while after each run (``session.intra_op.allow_spinning``, on by
 default): timed back to back with another runtime, that spinning steals the next contender's
 cores. An ORT engine therefore has ``settle_s``: the runner pauses that long, untimed, after each
@@ -100,6 +109,11 @@ class RuntimeOptions:
     calibration: Tensor | None = None  # float images for int8 calibration (bench.quantize)
     # how those images were normalized (bench.quantize.normalization_record); int8 cells record it
     calibration_normalization: dict[str, Any] = field(default_factory=dict)
+    dtype: str = "float32"  # bfloat16 / float16: torch autocast, OpenVINO's precision hint
+
+
+# dtype -> OpenVINO's inference precision hint
+OV_PRECISION = {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}
 
 
 class Engine:
@@ -166,6 +180,7 @@ class TorchEngine(Engine):
 class OrtEngine(Engine):
     def __init__(self, runtime: str, path: Path, opts: RuntimeOptions) -> None:
         ort = require("onnxruntime", "onnx")
+        _ort_dtype(runtime, opts.dtype)
         so = ort.SessionOptions()
         so.intra_op_num_threads = opts.threads
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -182,6 +197,7 @@ class OrtEngine(Engine):
             "intra_op_threads": opts.threads,
             "allow_spinning": opts.ort_spinning,
             "settle_s_after_block": self.settle_s,
+            "dtype": "float32",
             "model_file": path.name,
         }
 
@@ -193,6 +209,14 @@ class OrtEngine(Engine):
         return torch.from_numpy(np.asarray(self.bind(x)()[0]))
 
 
+def _ort_dtype(runtime: str, dtype: str) -> None:
+    if dtype != "float32":
+        raise RuntimeUnavailable(
+            f"{runtime} runs float32 only: ONNX Runtime's CPU provider has no {dtype} path "
+            "(--dtype applies to eager, compiled and the openvino runtimes)"
+        )
+
+
 class OpenVinoEngine(Engine):
     """One compiled model per input shape (OpenVINO is fastest with static shapes)."""
 
@@ -201,7 +225,7 @@ class OpenVinoEngine(Engine):
         self.core = self.ov.Core()
         self.path, self.runtime = path, runtime
         self.config = {
-            "INFERENCE_PRECISION_HINT": "f32",
+            "INFERENCE_PRECISION_HINT": OV_PRECISION[opts.dtype],
             "PERFORMANCE_HINT": "LATENCY",
             "INFERENCE_NUM_THREADS": opts.threads,
         }
@@ -219,6 +243,9 @@ class OpenVinoEngine(Engine):
             model = self.core.read_model(str(self.path))
             model.reshape({model.inputs[0].get_any_name(): list(shape)})
             compiled = self.core.compile_model(model, "CPU", self.config)
+            # What the plugin made of the hint (f32 where the CPU lacks the asked type).
+            ran = compiled.get_property("INFERENCE_PRECISION_HINT").to_string()
+            self.settings["inference_precision"] = ran
             self.requests[shape] = compiled.create_infer_request()
         return self.requests[shape]
 
@@ -305,13 +332,16 @@ def torch_engine(
         "engine": f"torch {torch.__version__}",
         "fold_bn": opts.fold_bn,
         "memory_format": "channels_last" if opts.channels_last else "contiguous",
+        "dtype": opts.dtype + (" (autocast)" if opts.dtype != "float32" else ""),
     }
     fn: Callable[[Tensor], Tensor] = model
     if runtime == "compiled":
         fn = compile_inference(model, device, opts.compile)
         settings.update(compile=opts.compile.backend, fullgraph=True,
                         **opts.compile.inductor_options(device))  # fmt: skip
-    return TorchEngine(runtime, fn, settings, opts.channels_last)
+    engine = TorchEngine(runtime, fn, settings, opts.channels_last)
+    engine.autocast = autocast_context(opts.dtype, device)
+    return engine
 
 
 def compiled_model(engine: Engine) -> CompiledModel | None:
@@ -346,6 +376,8 @@ def prepare_engine(
         raise ValueError(f"runtime {runtime} runs on the CPU only, not {device}")
     engine_cls = OrtEngine if runtime.startswith("onnxruntime") else OpenVinoEngine
     require(*(("onnxruntime", "onnx") if engine_cls is OrtEngine else ("openvino", "openvino")))
+    if engine_cls is OrtEngine:
+        _ort_dtype(runtime, opts.dtype)  # before any export or quantization is made for it
     if runtime.endswith("-int8"):
         # Each runtime's own quantizer: ONNX Runtime's (which also needs onnx), or NNCF.
         quantizer = "onnxruntime" if engine_cls is OrtEngine else "openvino"

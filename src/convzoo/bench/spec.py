@@ -48,6 +48,8 @@ UNITS: dict[str, str] = {
 
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+# how a dtype other than float32 is applied (bench.runtimes; each cell records its own)
+DTYPE_HOW = " (torch: autocast; OpenVINO: inference precision hint; ONNX Runtime: unavailable)"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class BenchConfig:
 
     batch_sizes: tuple[int, ...] = option((1, 2, 4, 8, 16, 32, 64), low=1)  # images
     device: str = option("cpu", device=True)
-    dtype: str = option("float32", choices=DTYPES)  # bfloat16 / float16 via autocast
+    dtype: str = option("float32", choices=DTYPES)  # bfloat16 / float16: see DTYPE_HOW
     channels_last: bool = False  # torch runtimes: NHWC weights and inputs
     runtimes: tuple[str, ...] = option(("eager",), choices=RUNTIMES)  # timed in interleaved rounds
     fast: bool = False  # also the "fast" runtime (bench.fast): the fastest path for the device
@@ -144,7 +146,7 @@ def provenance(cfg: BenchConfig) -> dict[str, Any]:
         "device": cfg.device,
         "device_name": name,
         "threads": torch.get_num_threads(),
-        "dtype": cfg.dtype + (" (autocast)" if cfg.dtype != "float32" else ""),
+        "dtype": cfg.dtype + (DTYPE_HOW if cfg.dtype != "float32" else ""),
         "memory_format": cfg.memory_format,
         "runtimes": list(cfg.runtimes),
         "fold_bn": cfg.fold_bn,
