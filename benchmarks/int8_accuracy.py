@@ -8,7 +8,9 @@ activations, MinMax ranges; OpenVINO's, NNCF: IR, symmetric int8), calibrated on
 Top-1 on the run's held-out validation split (the split training used) for: PyTorch eager fp32,
 ONNX Runtime fp32, ONNX Runtime int8 (weights in this CPU's default range: 7-bit without VNNI,
 8-bit with it) and int8 with the other range, OpenVINO int8 (NNCF), and OpenVINO on ONNX
-Runtime's QDQ file; file sizes in MB (10**6 bytes).
+Runtime's QDQ file; file sizes in MB (10**6 bytes). Beside int8, OpenVINO's bfloat16 (the fp32
+file under the bf16 precision hint, and NNCF's int8 IR with its unquantized ops in bf16), each with
+the precision the plugin compiled to (f32 on a CPU without native bf16).
 
     convzoo train mobilenet_v2 --data data_local/cifar10 --image-size 32 --epochs 2 \\
         --max-train-samples 10000 --output runs/int8_mobilenet_v2
@@ -131,6 +133,11 @@ def main(argv: list[str] | None = None) -> int:
             result["quantization_openvino"] = quantize_openvino(fp32, Path(tmp) / "ov.xml", calib)
             ov = OpenVinoEngine("openvino-int8", Path(tmp) / "ov.xml", opts)
             result["top1_openvino_int8"] = _top1(ov.run, x, y, args.batch_size)
+            bf16 = RuntimeOptions(threads=args.threads, dtype="bfloat16")
+            for key, path in (("bf16", fp32), ("int8_bf16_rest", Path(tmp) / "ov.xml")):
+                ov = OpenVinoEngine("openvino", path, bf16)
+                result[f"top1_openvino_{key}"] = _top1(ov.run, x, y, args.batch_size)
+                result[f"openvino_{key}_ran_as"] = ov.settings["inference_precision"]
             failure = openvino_compile_failure(int8, tuple(x[:1].shape))
             if failure:
                 result["top1_openvino_on_ort_int8"] = failure
@@ -147,6 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         result["size_ratio_fp32_over_openvino_int8"] = qo["size_mb_fp32"] / qo["size_mb_int8"]
         result["top1_change_openvino_int8_pts"] = (
             result["top1_openvino_int8"] - result["top1_ort_fp32"]
+        )
+        result["top1_change_openvino_bf16_pts"] = (
+            result["top1_openvino_bf16"] - result["top1_ort_fp32"]
         )
     text = json.dumps(result, indent=2)
     print(text)
