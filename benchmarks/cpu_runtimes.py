@@ -115,13 +115,23 @@ def _ratio(num: float | None, den: float | None) -> float | None:
 
 
 def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    engines, tv = _engines(name, args.input_size, args.threads,
+                           args.cache / f"{name}-{args.input_size}px")  # fmt: skip
+    return measure_engines(name, engines, tv, args, "max_abs_diff_vs_tv")
+
+
+def measure_engines(
+    name: str, engines: dict[str, Any], reference: Any, args: argparse.Namespace, diff_key: str
+) -> dict[str, Any]:
+    """Every engine (or the reason it is missing) at each of ``args.batch_sizes``, interleaved
+    (``args.rounds``, ``args.warmup``, ``args.min_repeat_s``), with its largest output difference
+    from ``reference`` (a torch model) under ``diff_key``; the machine's load before and after."""
     size = args.input_size
-    engines, tv = _engines(name, size, args.threads, args.cache / f"{name}-{size}px")
     result: dict[str, Any] = {"model": name, "load_before": os.getloadavg(), "batches": []}
     for batch in args.batch_sizes:
         x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
         with torch.inference_mode():
-            want = tv(x)
+            want = reference(x)
         cells: dict[str, dict[str, Any]] = {}
         calls, settle = {}, {}
         for label, engine in engines.items():
@@ -132,7 +142,7 @@ def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
             try:
                 diff = (engine.run(x).float() - want).abs().max().item()
                 calls[label], settle[label] = engine.bind(x), engine.settle_s
-                cells[label] = {"max_abs_diff_vs_tv": diff, "settings": dict(engine.settings)}
+                cells[label] = {diff_key: diff, "settings": dict(engine.settings)}
             except Exception as err:  # recorded in the cell, the other contenders go on
                 cells[label] = {"error": f"{type(err).__name__}: {str(err)[:300]}"}
         times = time_interleaved(calls, torch.device("cpu"), warmup=args.warmup,
@@ -218,26 +228,36 @@ def table(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+def timing_parser(doc: str, rounds: int) -> argparse.ArgumentParser:
+    """The flags this script shares with the others that time ``MODELS`` on its cache."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--models", nargs="+", default=list(MODELS))
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--rounds", type=int, default=rounds)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--min-repeat-s", type=float, default=0.2)
     p.add_argument("--output", type=Path, required=True, help="folder of per-model JSON files")
     p.add_argument("--cache", type=Path, default=Path("data_local/cpu_runtimes"),
-                   help="exported files, reused across runs")  # fmt: skip
-    p.add_argument("--table", action="store_true", help="print the table of --output and exit")
+                   help="exported files, reused across runs (shared by the scripts)")  # fmt: skip
     p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
+    return p
+
+
+def check_timing_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if min(args.batch_sizes) < 1 or args.threads < 1 or args.rounds < 1 or args.input_size < 1:
+        p.error("batch sizes, --threads, --rounds and --input-size must be >= 1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = timing_parser(__doc__ or "", rounds=5)
+    p.add_argument("--table", action="store_true", help="print the table of --output and exit")
     p.add_argument("--across", type=Path, nargs="+", default=[],
                    help="with --table: also the per-round ratios of these run folders beside "
                         "--output's, one column each")  # fmt: skip
     args = p.parse_args(argv)
-    if min(args.batch_sizes) < 1 or args.threads < 1 or args.rounds < 1 or args.input_size < 1:
-        p.error("batch sizes, --threads, --rounds and --input-size must be >= 1")
+    check_timing_args(p, args)
     if args.smoke:
         args.models, args.batch_sizes, args.input_size = ["squeezenet1_1"], [1, 2], 64
         args.rounds, args.warmup, args.min_repeat_s = 2, 1, 0.01

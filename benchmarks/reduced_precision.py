@@ -33,8 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
 from pathlib import Path
 from typing import Any
@@ -43,9 +41,8 @@ import torch
 import torchvision
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_runtimes import MODELS, per_round_ratio
+from cpu_runtimes import check_timing_args, measure_engines, per_round_ratio, timing_parser
 
-from convzoo.bench.measure import time_interleaved
 from convzoo.bench.quantize import calibration_images
 from convzoo.bench.report import md_table
 from convzoo.bench.runtimes import (
@@ -95,29 +92,7 @@ def _engines(name: str, size: int, threads: int, folder: Path) -> tuple[dict[str
 def measure(name: str, args: argparse.Namespace) -> dict[str, Any]:
     size = args.input_size
     engines, model = _engines(name, size, args.threads, args.cache / f"{name}-{size}px")
-    result: dict[str, Any] = {"model": name, "load_before": os.getloadavg(), "batches": []}
-    for batch in args.batch_sizes:
-        x = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(batch))
-        with torch.inference_mode():
-            want = model(x)
-        cells: dict[str, dict[str, Any]] = {}
-        calls, settle = {}, {}
-        for label, engine in engines.items():
-            if isinstance(engine, str):
-                cells[label] = {"missing": engine}
-                continue
-            diff = (engine.run(x).float() - want).abs().max().item()
-            calls[label], settle[label] = engine.bind(x), engine.settle_s
-            cells[label] = {"max_abs_diff_vs_eager": diff, "settings": dict(engine.settings)}
-        times = time_interleaved(calls, torch.device("cpu"), warmup=args.warmup,
-                                 repeats=args.rounds, min_repeat_s=args.min_repeat_s,
-                                 settle_s=settle)  # fmt: skip
-        for label, seconds in times.items():
-            cells[label]["ms_per_batch"] = 1e3 * statistics.median(seconds)
-            cells[label]["ms_per_batch_rounds"] = [1e3 * s for s in seconds]
-        result["batches"].append({"batch_size": batch, "cells": cells})
-    result["load_after"] = os.getloadavg()
-    return result
+    return measure_engines(name, engines, model, args, "max_abs_diff_vs_eager")
 
 
 def table(results: list[dict[str, Any]]) -> str:
@@ -143,21 +118,9 @@ def table(results: list[dict[str, Any]]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--models", nargs="+", default=list(MODELS))
-    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16])
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--input-size", type=int, default=224)
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--min-repeat-s", type=float, default=0.2)
-    p.add_argument("--output", type=Path, required=True, help="folder of per-model JSON files")
-    p.add_argument("--cache", type=Path, default=Path("data_local/cpu_runtimes"),
-                   help="exported files, shared with cpu_runtimes.py")  # fmt: skip
-    p.add_argument("--smoke", action="store_true", help="tiny sizes: checks the script")
+    p = timing_parser(__doc__ or "", rounds=7)
     args = p.parse_args(argv)
-    if min(args.batch_sizes) < 1 or args.threads < 1 or args.rounds < 1 or args.input_size < 1:
-        p.error("batch sizes, --threads, --rounds and --input-size must be >= 1")
+    check_timing_args(p, args)
     if args.smoke:
         args.models, args.batch_sizes, args.input_size = ["squeezenet1_1"], [2], 64
         args.rounds, args.warmup, args.min_repeat_s = 2, 1, 0.01
