@@ -28,6 +28,7 @@ int8 runtimes too), and the cell records the precision the compiled model report
 f32 on a CPU without native bf16 / f16); ONNX Runtime's CPU provider has no bfloat16 or float16
 path, so under another dtype its runtimes are unavailable, with that reason, rather than timed in
 float32 under a bfloat16 heading.
+
 ORT's worker threads spin for a while after each run (``session.intra_op.allow_spinning``, on by
 default): timed back to back with another runtime, that spinning steals the next contender's
 cores. An ORT engine therefore has ``settle_s``: the runner pauses that long, untimed, after each
