@@ -6,9 +6,9 @@
 # path for three, data-path efficiency and stochastic-depth speed-up, RevNet memory at batch 128,
 # a short FBNet search on the GPU. full adds the recipe accuracy runs and the measured CIFAR-10
 # table of benchmarks/cifar_table.py (one to two hours: more than one lent session has).
-# table (~8 minutes): only the rows of the CIFAR-10 table that the CPU cannot train in a session
-# (ResNet-110 with and without stochastic depth, DenseNet-BC-100, RevNet-110, PolyNet-CIFAR; then
-# NiN + BatchNorm and RevNet-38, whose CPU record was lost), at
+# table (~8 minutes): the slow rows of the CIFAR-10 table (DenseNet-BC-100, 2.3 hours on the
+# fastest CPU; RevNet-110; ResNet-110 + stochastic depth; the other rows it names, ResNet-110,
+# PolyNet-CIFAR, NiN + BatchNorm and RevNet-38, are skipped where the copied CPU runs hold them), at
 # the CPU table's 5 epochs and seed 0, added to a copy of benchmarks/results/cifar_table_cpu's
 # runs (each run records its device), so CPU and GPU rows make one table.
 # Each part has its own time limit, so one slow part cannot starve the others; the summary table
