@@ -18,13 +18,17 @@ Results are rewritten after every run (``cifar_table.json`` with each run's accu
 device and start time; ``cifar_table.md``, the table with mean and sample std over seeds), so a
 time limit leaves the finished runs on disk. Runs already in ``--output``'s ``cifar_table.json``
 are kept and not run again, so a table can be filled in over several invocations (a run whose
-recipe differs from ``RECIPE`` or whose epoch count differs is refused rather than mixed in).
+recipe differs from ``RECIPE`` or whose epoch count differs is refused rather than mixed in). A
+run that was stopped before it finished (a time limit, a killed process, the end of a session) is
+resumed from its last checkpoint (``runs/<label>-seed<N>/last.pt``) by the next invocation that
+asks for it, instead of refused; its record says ``resumed_at_epoch``, and its ``wall_s`` adds the
+epoch times of the earlier invocation (from ``metrics.jsonl``) to this one's.
 
     python benchmarks/cifar_table.py --data data_local/cifar10 --epochs 15 --seeds 0 1 2 \\
         --output results/cifar_table                      # the full table (a GPU session)
     python benchmarks/cifar_table.py --smoke --output /tmp/cifar_table   # tiny, any CPU
 
-``--smoke`` trains the tiny variants for one epoch on the embedded digits (no data needed), to
+``--smoke`` trains the tiny variants (one epoch unless ``--epochs``) on the embedded digits (no data needed), to
 prove the script end to end.
 """
 
@@ -43,6 +47,7 @@ from typing import Any
 import torch
 
 from convzoo.registry import create_model, get_entry, model_info
+from convzoo.train.checkpoint import find_resume
 from convzoo.train.config import make_config
 from convzoo.train.engine import train
 
@@ -146,8 +151,15 @@ def run_one(entry: Entry, seed: int, args: argparse.Namespace) -> dict[str, Any]
         plots=False,
     )
     started = f"{datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC"
+    earlier = _epoch_times(out) if find_resume(out) is not None else None
+    if earlier is not None:
+        before = json.loads((out / "config.json").read_text()).get("epochs")
+        if before != args.epochs:
+            raise SystemExit(f"cifar_table: {out} holds an unfinished {before}-epoch run, not "
+                             f"{args.epochs}; use another --output")  # fmt: skip
     t0 = time.perf_counter()
-    final = train(cfg)
+    final = train(cfg, resume=earlier is not None)
+    resumed = {} if earlier is None else {"resumed_at_epoch": len(earlier)}
     return {
         "label": entry.label,
         "model": entry.model,
@@ -156,8 +168,9 @@ def run_one(entry: Entry, seed: int, args: argparse.Namespace) -> dict[str, Any]
         "seed": seed,
         "epochs": args.epochs,
         "val_acc": final["val_acc"],
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": sum(earlier or []) + time.perf_counter() - t0,
         "started": started,
+        **resumed,
         "params": params,
         "paper_accuracy": None if args.smoke else entry.paper(),
     }
@@ -187,6 +200,14 @@ def table(runs: list[dict[str, Any]], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _epoch_times(run_dir: Path) -> list[float]:
+    """Seconds of each epoch an interrupted run in ``run_dir`` logged before it stopped."""
+    log = run_dir / "metrics.jsonl"
+    lines = log.read_text().splitlines() if log.is_file() else []
+    records = [json.loads(line) for line in lines if line.strip()]
+    return [r["epoch_time_s"] for r in records if r.get("kind") == "epoch"]
+
+
 def previous_runs(path: Path, epochs: int) -> list[dict[str, Any]]:
     """The runs an earlier invocation left in ``path``, if they used this recipe and length."""
     if not path.is_file():
@@ -206,15 +227,17 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", help="CIFAR-10 folder (JPEG mirror or cifar-10-batches-py)")
     p.add_argument("--output", type=Path, default=Path("cifar_table"))
-    p.add_argument("--epochs", type=int, default=15)
+    p.add_argument("--epochs", type=int, help="default 15 (1 with --smoke)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--models", nargs="+", help="labels or model names to run (default: all)")
     p.add_argument("--device", default="auto")
     p.add_argument("--amp", choices=["bf16", "fp16"], help="autocast (default: float32)")
     p.add_argument("--smoke", action="store_true", help="tiny models, one epoch, embedded digits")
     args = p.parse_args()
+    if args.epochs is None:
+        args.epochs = 1 if args.smoke else 15
     if args.smoke:
-        args.epochs, args.data = 1, None
+        args.data = None
     elif not args.data:
         p.error("--data is required (the CIFAR-10 folder), unless --smoke")
     chosen = [

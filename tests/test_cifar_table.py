@@ -110,3 +110,45 @@ def test_smoke_keeps_an_entrys_switches_beside_the_tiny_sizes(tmp_path, monkeypa
     assert run["params"] < 10_000  # and the tiny sizes
     by_label = {e.label: e for e in mod.ENTRIES}
     assert by_label["NiN + BatchNorm"].paper() is None and by_label["NiN"].paper() == 91.19
+
+
+def test_a_run_stopped_midway_is_resumed_by_the_next_invocation(tmp_path, monkeypatch, capsys):
+    """A time limit that stops a run after its first epoch: the next invocation continues it
+    from the checkpoint (not refused, not restarted) and records that it did."""
+    import convzoo.train.engine as engine
+
+    mod = _load()
+    out = tmp_path / "table"
+    argv = ["cifar_table.py", "--smoke", "--epochs", "2", "--seeds", "0", "--output", str(out),
+            "--models", "ResNet-20"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    real, calls = engine._train_epoch, []
+
+    def stopped_in_epoch_two(run):
+        calls.append(run.epoch)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the limit strikes during the second epoch
+        return real(run)
+
+    monkeypatch.setattr(engine, "_train_epoch", stopped_in_epoch_two)
+    with pytest.raises(KeyboardInterrupt):
+        mod.main()
+    assert not (out / "cifar_table.json").exists()  # no row for an unfinished run
+    run_dir = out / "runs" / "resnet_20-seed0"
+    assert (run_dir / "last.pt").is_file() and not (run_dir / "final.json").exists()
+    first_epoch_s = mod._epoch_times(run_dir)
+    assert len(first_epoch_s) == 1
+    monkeypatch.setattr(engine, "_train_epoch", real)
+    mod.main()
+    [row] = json.loads((out / "cifar_table.json").read_text())["runs"]
+    assert row["resumed_at_epoch"] == 1 and row["epochs"] == 2
+    assert row["wall_s"] > first_epoch_s[0]
+    log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log if r["kind"] == "epoch"] == [1, 2]  # trained on, not again
+    assert row["val_acc"] == json.loads((run_dir / "final.json").read_text())["val_acc"]
+    # A different length cannot continue it: one line, nothing trained.
+    (out / "cifar_table.json").unlink()
+    (run_dir / "final.json").unlink()
+    monkeypatch.setattr(sys, "argv", [*argv[:3], "3", *argv[4:]])
+    with pytest.raises(SystemExit, match="unfinished 2-epoch run, not 3"):
+        mod.main()
