@@ -10,7 +10,8 @@
 # fastest CPU; RevNet-110; ResNet-110 + stochastic depth; the other rows it names, ResNet-110,
 # PolyNet-CIFAR, NiN + BatchNorm and RevNet-38, are skipped where the copied CPU runs hold them), at
 # the CPU table's 5 epochs and seed 0, added to a copy of benchmarks/results/cifar_table_cpu's
-# runs (each run records its device), so CPU and GPU rows make one table.
+# runs (each run records its device), so CPU and GPU rows make one table. A row the time limit
+# stops is resumed from its checkpoint by the next table run on the same $OUT.
 # Each part has its own time limit, so one slow part cannot starve the others; the summary table
 # is printed last. Results: $OUT/*.json and $OUT/*.log.
 set -uo pipefail
