@@ -28,8 +28,8 @@ epoch times of the earlier invocation (from ``metrics.jsonl``) to this one's.
         --output results/cifar_table                      # the full table (a GPU session)
     python benchmarks/cifar_table.py --smoke --output /tmp/cifar_table   # tiny, any CPU
 
-``--smoke`` trains the tiny variants (one epoch unless ``--epochs``) on the embedded digits (no data needed), to
-prove the script end to end.
+``--smoke`` trains the tiny variants (one epoch unless ``--epochs``) on the embedded digits (no
+data needed), to prove the script end to end.
 """
 
 from __future__ import annotations
