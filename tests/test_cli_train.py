@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import torch
 from PIL import Image
 
 from convzoo.cli import build_parser, main
@@ -58,6 +59,25 @@ def test_train_eval_predict(tmp_path, capsys):
     assert lines[0].endswith("zero.png") and len(lines) == 4
     probs = [float(line.split("%")[0]) for line in lines[1:]]
     assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 100.01
+
+    # A checkpoint whose weights no longer fit the model its config builds (a model changed since,
+    # as polynet_cifar's per-application BatchNorms did): one line naming the file, for eval,
+    # predict and resume alike.
+    ckpt = torch.load(out / "last.pt", weights_only=True)
+    for part in ("model", "ema"):
+        key = next(k for k in ckpt[part] if k.endswith("running_mean"))
+        del ckpt[part][key]
+    old = tmp_path / "old" / "last.pt"
+    old.parent.mkdir()
+    torch.save(ckpt, old)
+    capsys.readouterr()
+    for argv in (["eval", "--checkpoint", str(old)],
+                 ["predict", str(tmp_path / "zero.png"), "--checkpoint", str(old)],
+                 ["train", "--resume", str(old), "--epochs", "3", "--no-progress"]):  # fmt: skip
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and str(old) in err[0] and "does not fit" in err[0], (argv, err)
+        assert "1 missing" in err[0], err
 
 
 def test_every_config_field_is_a_flag_and_errors_are_clear(tmp_path, capsys):

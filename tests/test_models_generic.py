@@ -65,6 +65,26 @@ def test_eval_is_deterministic_and_batch_independent(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+def test_each_batchnorm_normalizes_one_tensor_per_forward(name):
+    # A BatchNorm called twice in one forward (weights shared across applications) averages the
+    # statistics of different tensors into its running estimates, which then fit neither: eval
+    # mode computes another function than training did (polynet_cifar did, until 2026-12-03).
+    model = tiny_model(name).train()
+    calls: dict[str, int] = {}
+    hooks = [
+        m.register_forward_hook(lambda *_, n=n: calls.__setitem__(n, calls.get(n, 0) + 1))
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+    ]
+    with torch.no_grad():
+        model(tiny_input(name, batch=max(get_entry(name).tiny.batch_size, 2)))
+    for h in hooks:
+        h.remove()
+    reused = {n: c for n, c in calls.items() if c > 1}
+    assert not reused, f"{name}: BatchNorms called more than once per forward: {reused}"
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_state_dict_round_trip(name):
     model = tiny_model(name)
     torch.manual_seed(1)

@@ -52,6 +52,29 @@ def test_released_poly3_shares_convs_not_norms():
 
 
 @pytest.mark.parametrize("shared", [True, False])
+def test_eval_reproduces_training_only_with_per_application_norms(shared):
+    # Running statistics taken from one batch (cumulative average, one training forward) make
+    # eval mode compute the training-mode output on that batch, unless one BatchNorm serves
+    # F(x), F(F(x)) and F(F(F(x))) and averages their statistics into estimates fitting none.
+    m = PolyInception(C, BRANCHES, "poly", 3, 0.5, share_norm=shared, share_projection=shared)
+    for bn in m.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            bn.momentum = None
+    torch.manual_seed(0)
+    x = torch.randn(32, C, 5, 5) * 2 + 1
+    n = x.shape[0] * x.shape[2] * x.shape[3]  # values per channel: every conv keeps 5x5
+    with torch.no_grad():
+        train_out = m.train()(x)
+        for bn in m.modules():
+            if isinstance(bn, nn.BatchNorm2d):  # the unbiased running variance -> the biased one
+                bn.running_var.mul_((n - 1) / n)  # type: ignore[operator]
+        eval_out = m.eval()(x)
+    diff = (eval_out - train_out).abs().max().item()
+    scale = train_out.abs().max().item()
+    assert (diff > 0.05 * scale) if shared else (diff < 1e-5 * scale), (diff, scale)
+
+
+@pytest.mark.parametrize("shared", [True, False])
 def test_poly_is_i_plus_f_plus_ff_plus_fff(shared):
     m = module("poly", 3, share_norm=shared, share_projection=shared)
     x = torch.randn(2, C, 5, 5)
@@ -134,13 +157,15 @@ def test_polynet_feature_map_sizes(size, expected):
     assert tuple(sizes) == expected
 
 
-def test_polynet_cifar_poly_modules_share_f():
+def test_polynet_cifar_poly_modules_share_convs_not_norms():
+    # The released model's sharing: a fully shared F breaks eval mode (test above).
     model = convzoo.create_model("polynet_cifar")
-    for m in model.modules():
-        if isinstance(m, PolyInception) and m.kind == "poly":
-            unit = m.units[0]
-            assert len(unit.projections) == 1
-            assert all(len(layer.norms) == 1 for branch in unit.branches for layer in branch)
+    polys = [m for m in model.modules() if isinstance(m, PolyInception) and m.kind == "poly"]
+    assert polys
+    for m in polys:
+        unit = m.units[0]
+        assert len(unit.projections) == m.order
+        assert all(len(layer.norms) == m.order for branch in unit.branches for layer in branch)
 
 
 def test_stochastic_paths_skip_compute():

@@ -14,8 +14,10 @@ ReLU, and a unit's output (BatchNorm, no activation) passes a ReLU before the ne
 chain reads it, as in the released Very Deep PolyNet. Sharing in ``poly``: the branch convs of F
 are always shared; ``share_norm`` / ``share_projection`` decide whether each application also
 reuses F's BatchNorms and its final 1x1 projection. Fully shared, a poly-2 module has exactly the
-parameters of one F (the paper's definition); the released Very Deep PolyNet shares only the
-convs (one BatchNorm set and one projection per application), which ``polynet`` reproduces.
+parameters of one F (the paper's definition), but one BatchNorm then sees x, F(x), F(F(x)) in
+each training step and its running statistics fit none of them, so eval mode is wrong; the
+released Very Deep PolyNet shares only the convs (one BatchNorm set and one projection per
+application), which ``polynet`` and ``polynet_cifar`` use.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ from convzoo.train.checkpoint import check_training_checkpoint, load_checkpoint
 from convzoo.train.config import TrainConfig
 from convzoo.train.engine import build_model, evaluate
 from convzoo.train.metrics import plot_confusion
-from convzoo.train.state import Loader, run_splits
+from convzoo.train.state import Loader, load_weights, run_splits
 
 if TYPE_CHECKING:
     from convzoo.pretrained import Preprocess, Pretrained, PretrainedWeights
@@ -59,7 +59,7 @@ def load_trained(
         state = {k[len("module.") :]: v for k, v in ckpt["ema"].items() if k.startswith("module.")}
     else:
         state = ckpt["model"]
-    model.load_state_dict(state)
+    load_weights(model, state, path)
     ckpt["weights_used"] = "ema" if use_ema else "model"
     return model.to(resolve_device(device)).eval(), ckpt
 

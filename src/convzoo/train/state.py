@@ -192,7 +192,7 @@ def restore(run: Run, ckpt: dict[str, Any], path: Path) -> dict[str, tuple[Any, 
     that changed, as (before, now)."""
     changed = config_changes(ckpt["config"], run.cfg)
     check_changes(run, ckpt, changed, path)
-    _load_weights(run.model, ckpt["model"], path)
+    load_weights(run.model, ckpt["model"], path)
     run.optimizer.load_state_dict(ckpt["optimizer"])
     apply_hyperparameters(run.optimizer, run.cfg)
     if run.ema is not None and ckpt.get("ema") is not None:
@@ -245,7 +245,9 @@ def check_changes(
         )
 
 
-def _load_weights(model: nn.Module, state: dict[str, Tensor], path: Path) -> None:
+def load_weights(model: nn.Module, state: dict[str, Tensor], path: str | Path) -> None:
+    """``model.load_state_dict(state)``, or one line naming what does not fit (a checkpoint of
+    another configuration, or of a convzoo whose model has changed since)."""
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
