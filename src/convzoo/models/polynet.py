@@ -29,9 +29,10 @@ BatchNorm set and 1x1 projection. Until 2026-12-03 they shared F completely, as 
 evaluated: one BatchNorm normalizes x, F(x) and F(F(x)), whose statistics differ, so its running
 averages fit none of them. Measured on a 3-epoch CIFAR-10 checkpoint of that build (seed 0 of
 ``benchmarks/cifar_table.py``, 68.3% train accuracy): 25.98% on the 5k held-out split in eval
-mode, 62.46% with batch statistics, 63.22% with the same weights given per-application running
-statistics (re-estimated on 40 training batches) against 24.88% for shared ones re-estimated the
-same way. ``share_norm=True`` still builds the paper's literal form, for training-mode use.
+mode, 62.46% with batch statistics, 62.1-63.2% with the same weights given per-application
+running statistics (re-estimated on 40 training batches, two draws) against 24.9-25.3% for shared
+ones re-estimated the same way (``benchmarks/bn_statistics.py``, BENCHMARKS.md section 5).
+``share_norm=True`` still builds the paper's literal form, for training-mode use.
 
 Deviations: ``drop_path_rate`` (off by default) drops PolyInception paths per mini-batch with
 the linear schedule of ``drop_path_rates``, our stand-in for the paper's stochastic paths whose
