@@ -59,6 +59,15 @@ def per_application(model: nn.Module, name: str, model_args: dict[str, Any]) -> 
     return out
 
 
+def shares_norms(state: dict[str, Tensor]) -> bool:
+    """Whether a PolyNet state dict has poly units whose applications share one BatchNorm set
+    (``norms.0`` only); a per-application build has ``norms.1`` onwards, trained separately."""
+    keys = list(state)
+    return any(".norms.0." in k for k in keys) and not any(
+        re.search(r"\.norms\.[1-9]\d*\.", k) for k in keys
+    )
+
+
 def reestimate(model: nn.Module, batches: Batches, limit: int) -> nn.Module:
     """Running statistics replaced by the cumulative average over ``limit`` batches."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
@@ -137,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
     val, train = loader(splits.val, args.seed), loader(splits.train, args.seed + 1)
     rows = [("eval mode, the checkpoint's running statistics", accuracy(model, val)),
             ("batch statistics", accuracy(model, val, batch_stats=True))]  # fmt: skip
-    if any(re.search(r"norms\.0\.", k) for k in ckpt["model"]):
+    if shares_norms(ckpt["model"]):  # a per-application build has nothing to copy
         unshared = per_application(model, cfg.model, dict(cfg.model_args))
         reestimate(unshared, train, args.calib_batches)
         rows.append((f"per-application statistics, re-estimated on {args.calib_batches} batches",

@@ -34,6 +34,16 @@ def test_per_application_copy_computes_the_shared_function_in_training_mode():
     torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+def test_only_a_shared_build_is_copied_per_application():
+    # Copying norms.0 over a per-application build would overwrite its trained norms.
+    mod = load_benchmark("bn_statistics")
+    shared, args = _shared_tiny()
+    unshared = mod.per_application(shared, "polynet_cifar", args)
+    assert mod.shares_norms(shared.state_dict())
+    assert not mod.shares_norms(unshared.state_dict())
+    assert not mod.shares_norms(create_model("resnet20_cifar").state_dict())
+
+
 def test_reestimated_statistics_reproduce_training_only_per_application():
     # Re-estimated on one batch, eval mode gives the training-mode output on that batch up to the
     # unbiased variance's n / (n - 1); the shared network's mixed statistics do not.
