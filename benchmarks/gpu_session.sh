@@ -6,10 +6,10 @@
 # path for three, data-path efficiency and stochastic-depth speed-up, RevNet memory at batch 128,
 # a short FBNet search on the GPU. full adds the recipe accuracy runs and the measured CIFAR-10
 # table of benchmarks/cifar_table.py (one to two hours: more than one lent session has).
-# table (~8 minutes): the slow rows of the CIFAR-10 table (DenseNet-BC-100, 2.3 hours on the
-# fastest CPU; RevNet-110; PolyNet-CIFAR, rebuilt on 2026-12-03 with per-application BatchNorms;
-# the other rows it names, ResNet-110 with and without stochastic depth, NiN + BatchNorm and
-# RevNet-38, are skipped where the copied CPU runs hold them), at
+# table (~8 minutes): the slow rows of the CIFAR-10 table. Since 2026-12-03 the CPU runs hold
+# every row it names but DenseNet-BC-100 (2.3 hours on the fastest CPU), so only that one trains;
+# the others (ResNet-110 with and without stochastic depth, RevNet-110, PolyNet-CIFAR, NiN +
+# BatchNorm, RevNet-38) are skipped where the copied CPU runs hold them, at
 # the CPU table's 5 epochs and seed 0, added to a copy of benchmarks/results/cifar_table_cpu's
 # runs (each run records its device), so CPU and GPU rows make one table. A row the time limit
 # stops is resumed from its checkpoint by the next table run on the same $OUT.
