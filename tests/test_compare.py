@@ -205,6 +205,26 @@ def test_cli_compare_measured_writes_table_and_plot(measured_file, tmp_path, cap
     assert Image.open(png).size[0] > 800
 
 
+def test_cli_compare_measured_writes_nothing_without_plot(measured_file, tmp_path, monkeypatch,
+                                                         capsys):  # fmt: skip
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["compare", "--measured", str(measured_file)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("ResNet-20 + SD") for line in out)
+    assert out[-1] == "--plot PNG draws these runs beside the papers' figures"
+    assert list(work.iterdir()) == []  # a listing writes no file the user did not name
+
+
+def test_cli_compare_plot_without_measured_is_one_line(tmp_path, capsys):
+    png = tmp_path / "x.png"
+    assert main(["compare", "resnet20_cifar", "--plot", str(png)]) == 2
+    (err,) = capsys.readouterr().err.strip().splitlines()
+    assert err.startswith("convzoo compare: error: --plot") and "--measured" in err
+    assert not png.exists()
+
+
 @pytest.mark.parametrize(
     ("run", "says"),
     [

@@ -95,6 +95,8 @@ def _progress(n_models: int, n_batches: int):
 def cmd_compare(args: argparse.Namespace) -> int:
     from convzoo.bench.compare import compare_report
 
+    if args.plot is not None and args.measured is None:
+        raise UsageError("--plot draws measured runs beside the papers': give --measured FILE too")
     print(compare_report(args.pattern, markdown=args.markdown, measured=args.measured,
                          plot=args.plot))  # fmt: skip
     return 0
@@ -138,5 +140,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--measured", metavar="PATH",
                    help="cifar_table.json (benchmarks/cifar_table.py): measured top-1 columns "
                    "and a plot beside the papers'")  # fmt: skip
-    p.add_argument("--plot", default="measured_vs_paper.png", metavar="PNG",
-                   help="where --measured draws its plot (default: %(default)s)")  # fmt: skip
+    p.add_argument("--plot", default=None, metavar="PNG",
+                   help="with --measured: draw the measured top-1 beside the papers' in this "
+                   "PNG (default: no plot, nothing written)")  # fmt: skip

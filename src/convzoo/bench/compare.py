@@ -337,11 +337,13 @@ def compare_report(
     *,
     markdown: bool = False,
     measured: str | Path | None = None,
-    plot: str | Path = "measured_vs_paper.png",
+    plot: str | Path | None = None,
 ) -> str:
     """What ``convzoo compare`` prints. With ``measured`` (a ``cifar_table.json``): the measured
-    columns, a table of every measured configuration, and the PNG ``plot`` of measured top-1
-    (mean, spread, seeds) beside the paper's; ``pattern`` defaults to the measured models then."""
+    columns and a table of every measured configuration, and, where ``plot`` names a PNG, the plot
+    of measured top-1 (mean, spread, seeds) beside the paper's; ``pattern`` defaults to the
+    measured models then. Nothing is written unless ``plot`` is given: a listing never creates
+    or overwrites a file the user did not name."""
     groups = load_measured(measured) if measured is not None else None
     if groups is not None and pattern is None:
         names = sorted({g.model for g in groups})
@@ -363,7 +365,6 @@ def compare_report(
         shown = [g for g in groups if g.model in {r["model"] for r in rows}]
         if not shown:
             raise ValueError(f"{measured}: no run of a model matching {pattern!r}")
-        plot_measured(shown, plot, source=_measured_source(measured))
         parts += [
             "",
             f"Measured ({measured}): top-1 % mean, sample std and seeds per configuration; "
@@ -371,8 +372,12 @@ def compare_report(
             "",
             _text_table(MEASURED_GROUP_HEADER, measured_rows(shown), markdown, left=3),
             "",
-            f"wrote {plot}",
         ]
+        if plot is None:
+            parts.append("--plot PNG draws these runs beside the papers' figures")
+        else:
+            plot_measured(shown, plot, source=_measured_source(measured))
+            parts.append(f"wrote {plot}")
     return "\n".join(parts)
 
 
